@@ -1,0 +1,41 @@
+# edgefold: `make demo` runs the main job on the embedded default, `make test` runs the whole suite.
+# Both install what they need (Debian packages, a venv with torch==2.13.0 first, then the package).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+RUNS   := runs
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint debian venv bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned: this exact CPU wheel is on disk; a looser spec can pull a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev,boards]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+debian:
+	./tools/install-debian.sh
+
+demo: venv debian
+	@mkdir -p $(RUNS)
+	@[ -f $(RUNS)/resnet8.pt ] || $(BIN)/edgefold train --model resnet8 --out $(RUNS)/resnet8.pt
+	$(BIN)/edgefold compress --model resnet8 --weights $(RUNS)/resnet8.pt --method fold --ratio 0.5 \
+		--repair ar --out $(RUNS)/demo
+
+test: venv debian
+	$(BIN)/ruff check .
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+lint: venv
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) $(RUNS) .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from edgefold.cli import main
+
+sys.exit(main())

@@ -1,0 +1,53 @@
+"""`edgefold` command line. Each sub-command lives in edgefold/commands/<name>.py as a thin shell over a
+library function; this file only wires them up and turns user errors into one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from edgefold.errors import EdgefoldError
+
+# Order is the order shown in --help.
+COMMANDS = ["zoo", "train", "compress", "export", "codegen", "targets", "deploy", "bench", "hil", "report"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other user error
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="edgefold", description="Compress a PyTorch model, export it and run it on an edge device.")
+    p.add_argument("--version", action="version", version="edgefold 0.1.0")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMANDS:
+        try:
+            mod = importlib.import_module(f"edgefold.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"edgefold.commands.{name}":
+                continue  # command not built yet
+            raise
+        mod.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        rc = args.func(args)
+    except EdgefoldError as e:
+        print(f"edgefold {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"edgefold {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Shared fixtures. Trained checkpoints are trained once per session (a few seconds each on digits)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """trained(name, epochs=3) -> path of an edgefold checkpoint trained on digits, cached for the session."""
+    from edgefold.compiler import zoo
+    from edgefold.compiler.checkpoint import ModelSpec, save_model
+    from edgefold.compiler.train import TrainConfig, train
+
+    cache: dict[tuple[str, int], Path] = {}
+    root = tmp_path_factory.mktemp("ckpt")
+
+    def get(name: str, epochs: int = 3) -> Path:
+        key = (name, epochs)
+        if key not in cache:
+            spec = ModelSpec(name=name, input_shape=zoo.input_shape(name))
+            model = zoo.build(name)
+            acc = train(model, spec.input_shape, TrainConfig(epochs=epochs))
+            path = root / f"{name}-{epochs}.pt"
+            save_model(path, model, spec, {"model": name, "input_shape": list(spec.input_shape), "accuracy": acc})
+            cache[key] = path
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the edgefold CLI in-process: cli(*args) -> (exit_code, stdout, stderr)."""
+    from edgefold.cli import main
+
+    def run(*args: str):
+        try:
+            rc = main([str(a) for a in args])
+        except SystemExit as e:  # argparse errors
+            rc = e.code if isinstance(e.code, int) else 1
+        out = capsys.readouterr()
+        return rc, out.out, out.err
+
+    return run
