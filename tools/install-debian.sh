@@ -9,6 +9,7 @@ command -v qemu-system-arm >/dev/null || need+=(qemu-system-arm)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v gcc >/dev/null || need+=(gcc)
+command -v chromium >/dev/null || need+=(chromium)  # headless check of the `edgefold report` HTML page
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing Debian packages: ${need[*]} (run: sudo apt-get install --no-install-recommends ${need[*]})" >&2

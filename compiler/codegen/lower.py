@@ -1,0 +1,526 @@
+"""Lower a parsed TFLite graph to runtime calls: one Step per kernel invocation with its constant parameter
+block, plus the buffers the arena planner must place (activations, kernel scratch) and legal in-place pairs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import tflite
+
+from edgefold.compiler.codegen.planner import Buffer, align
+from edgefold.compiler.codegen.quant import (
+    act_range_f,
+    act_range_q,
+    conv_out_size,
+    conv_pad,
+    quantize_multiplier,
+    quantize_multiplier_smaller_than_one,
+)
+from edgefold.compiler.codegen.reader import Graph, Op, Tensor
+from edgefold.errors import EdgefoldError
+
+MAX_DIMS = 6
+ALIAS_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}
+
+
+class UnsupportedOp(EdgefoldError):
+    """The model contains an operator (or a variant of one) the edgefold runtime does not implement."""
+
+
+@dataclass
+class ConstArray:
+    name: str
+    ctype: str  # int8_t, int32_t, float
+    values: np.ndarray
+
+
+@dataclass
+class Ref:
+    """A pointer argument: a tensor (arena, model input, or constant) or an op's scratch buffer."""
+    kind: str  # "tensor" | "scratch" | "const" | "null"
+    key: str | int
+    ctype: str
+
+
+@dataclass
+class Step:
+    fn: str
+    struct: str | None
+    fields: dict
+    args: list[Ref]
+    op: str
+    macs: int = 0
+
+
+@dataclass
+class Lowered:
+    steps: list[Step] = field(default_factory=list)
+    consts: list[ConstArray] = field(default_factory=list)
+    buffers: dict[str, Buffer] = field(default_factory=dict)
+    overlaps: list[tuple[str, str, int]] = field(default_factory=list)
+    storage: dict[int, int] = field(default_factory=dict)  # tensor -> storage root tensor
+    input_root: int = -1
+    output_root: int = -1
+    macs: int = 0
+
+
+CTYPE = {"int8": "int8_t", "int32": "int32_t", "float32": "float"}
+
+
+class Lowerer:
+    def __init__(self, g: Graph):
+        self.g = g
+        self.T = g.tensors
+        self.out = Lowered()
+        self.consumers: dict[int, list[int]] = {}
+        for op in g.ops:
+            for t in op.inputs:
+                if t >= 0:
+                    self.consumers.setdefault(t, []).append(op.index)
+        self.fused_pads: dict[int, tuple[int, tuple[int, int, int, int]]] = {}  # conv op -> (pad input, pads)
+        self.skip: set[int] = set()
+        self.const_names: dict[int, str] = {}
+
+    # --- helpers --------------------------------------------------------------------------------------
+    def t(self, i: int) -> Tensor:
+        return self.T[i]
+
+    def const(self, t: Tensor | np.ndarray, ctype: str, name: str | None = None) -> str:
+        if isinstance(t, Tensor):
+            if t.index in self.const_names:
+                return self.const_names[t.index]
+            name = f"c{t.index}"
+            vals = t.data
+            self.const_names[t.index] = name
+        else:
+            name = name or f"k{len(self.out.consts)}"
+            vals = t
+        np_type = {"int8_t": np.int8, "int32_t": np.int32, "float": np.float32}[ctype]
+        self.out.consts.append(ConstArray(name, ctype, np.ascontiguousarray(vals, dtype=np_type).reshape(-1)))
+        return name
+
+    def ref(self, i: int) -> Ref:
+        t = self.t(i)
+        ctype = CTYPE.get(t.dtype)
+        if ctype is None:
+            raise UnsupportedOp(f"unsupported tensor type {t.dtype} ({t.name})")
+        if t.is_const:
+            return Ref("const", self.const(t, ctype), ctype)
+        return Ref("tensor", i, ctype)
+
+    def need(self, op: Op, cond: bool, what: str) -> None:
+        if not cond:
+            raise UnsupportedOp(f"unsupported op: {op.name} ({what})")
+
+    def int8_io(self, op: Op, *idx: int) -> None:
+        for i in idx:
+            self.need(op, self.t(i).dtype == "int8", f"{self.t(i).dtype} tensor '{self.t(i).name}', only int8")
+
+    def scratch(self, step_index: int, nbytes: int) -> Ref:
+        key = f"s{step_index}"
+        self.out.buffers[key] = Buffer(key, align(nbytes), step_index, step_index)
+        return Ref("scratch", key, "int16_t")
+
+    def add_step(self, s: Step) -> int:
+        self.out.steps.append(s)
+        self.out.macs += s.macs
+        return len(self.out.steps) - 1
+
+    # --- graph passes -----------------------------------------------------------------------------------
+    def fuse_pads(self) -> None:
+        """PAD (zero-point value, spatial only) feeding only a CONV/DEPTHWISE -> explicit conv padding."""
+        for op in self.g.ops:
+            if op.name not in ("PAD", "PADV2"):
+                continue
+            x, out = self.t(op.inputs[0]), self.t(op.outputs[0])
+            cons = self.consumers.get(out.index, [])
+            if len(cons) != 1 or out.index in self.g.outputs or x.dtype != "int8" or len(x.shape) != 4:
+                continue
+            nxt = self.g.ops[cons[0]]
+            if nxt.name not in ("CONV_2D", "DEPTHWISE_CONV_2D") or nxt.inputs[0] != out.index:
+                continue
+            if x.scale != out.scale or x.zero_point != out.zero_point:
+                continue
+            if op.name == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+                cv = self.t(op.inputs[2])
+                if not cv.is_const or int(cv.data.reshape(-1)[0]) != out.zero_point:
+                    continue
+            pads = self.t(op.inputs[1]).data.reshape(-1, 2).astype(np.int64)
+            if pads[0].any() or pads[3].any():
+                continue
+            self.fused_pads[nxt.index] = (x.index, (int(pads[1, 0]), int(pads[1, 1]), int(pads[2, 0]), int(pads[2, 1])))
+            self.skip.add(op.index)
+
+    def aliases(self) -> None:
+        root = self.out.storage
+        for i in range(len(self.T)):
+            root[i] = i
+        for op in self.g.ops:
+            if op.name in ALIAS_OPS:
+                x, y = op.inputs[0], op.outputs[0]
+                if self.t(x).is_const:
+                    self.T[y].data = self.t(x).data.reshape(self.t(y).shape)  # constant folding
+                    continue
+                self.need(op, self.t(x).nbytes == self.t(y).nbytes, "size change")
+                root[y] = root[x]
+                self.skip.add(op.index)
+
+    # --- kernels ------------------------------------------------------------------------------------------
+    def conv(self, op: Op) -> None:
+        dw = op.name == "DEPTHWISE_CONV_2D"
+        xi, wi = op.inputs[0], op.inputs[1]
+        bi = op.inputs[2] if len(op.inputs) > 2 else -1
+        pads = (0, 0, 0, 0)
+        if op.index in self.fused_pads:
+            xi, pads = self.fused_pads[op.index]
+        x, w, y = self.t(xi), self.t(wi), self.t(op.outputs[0])
+        self.int8_io(op, xi, wi, op.outputs[0])
+        self.need(op, w.is_const, "non-constant weights")
+        self.need(op, len(x.shape) == 4 and x.shape[0] == 1, "batch != 1")
+        self.need(op, not np.any(w.zero_points), "asymmetric weights")
+        o = op.options
+        _, h, wd, c = x.shape
+        _, oh, ow, oc = y.shape
+        kh, kw = w.shape[1], w.shape[2]
+        sh, sw = o.get("StrideH", 1), o.get("StrideW", 1)
+        dh, dwl = o.get("DilationHFactor", 1) or 1, o.get("DilationWFactor", 1) or 1
+        same = o.get("Padding", 0) == tflite.Padding.SAME
+        hp, wp = h + pads[0] + pads[1], wd + pads[2] + pads[3]
+        self.need(op, (conv_out_size(same, hp, kh, sh, dh), conv_out_size(same, wp, kw, sw, dwl)) == (oh, ow),
+                  "unexpected output shape")
+        pad_t = pads[0] + (conv_pad(sh, dh, hp, kh, oh) if same else 0)
+        pad_l = pads[2] + (conv_pad(sw, dwl, wp, kw, ow) if same else 0)
+        scales = np.broadcast_to(w.scales.astype(np.float64), (oc,))
+        mult, shift = zip(*(quantize_multiplier(float(x.scale) * float(s) / float(y.scale)) for s in scales),
+                          strict=True)
+        amin, amax = act_range_q(o.get("FusedActivationFunction", 0), y.scale, y.zero_point, op.name)
+        bias = self.const(self.t(bi), "int32_t") if bi >= 0 else None
+        if bi >= 0:
+            self.need(op, self.t(bi).dtype == "int32", "non-int32 bias")
+        fields = dict(in_h=h, in_w=wd, in_c=c, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw, stride_h=sh,
+                      stride_w=sw, dil_h=dh, dil_w=dwl, pad_t=pad_t, pad_l=pad_l, in_offset=-x.zero_point,
+                      out_offset=y.zero_point, act_min=amin, act_max=amax,
+                      depth_mult=(oc // c) if dw else 1, weights=self.const(w, "int8_t"), bias=bias,
+                      mult=self.const(np.array(mult), "int32_t", f"m{op.index}"),
+                      shift=self.const(np.array(shift), "int32_t", f"sh{op.index}"))
+        k = kh * kw * (1 if dw else c)
+        step = len(self.out.steps)
+        args = [self.ref(xi), self.ref(op.outputs[0])]
+        if dw:
+            self.need(op, oc % c == 0, "channel multiplier")
+            fn = "ef_depthwise_conv_2d"
+        else:
+            self.need(op, w.shape[3] == c, "grouped convolution")
+            fn = "ef_conv_2d"
+            args.append(self.scratch(step, 2 * 2 * k))
+        self.add_step(Step(fn, "ef_conv_params", fields, args, op.name, oh * ow * oc * k))
+        self.window_overlap(op, xi, op.outputs[0], h, wd, c, oh, ow, oc, sh, sw, pad_t, pad_l)
+
+    def window_overlap(self, op, xi, yi, h, w, c, oh, ow, oc, sh, sw, pad_t, pad_l) -> None:
+        """Raster-order window kernels write pixel p only after reading pixel p, and never read below the
+        first input row/column of later pixels: the output may start `delta` bytes below the input."""
+        p = np.arange(oh * ow)
+        r0 = np.maximum(p // ow * sh - pad_t, 0)
+        c0 = np.maximum(p % ow * sw - pad_l, 0)
+        minread = (r0 * w + c0) * c
+        suffix_min = np.minimum.accumulate(minread[::-1])[::-1]
+        delta = int(max(0, np.max((p + 1) * oc - suffix_min)))
+        self.out.overlaps.append((self.key(yi), self.key(xi), align(delta)))
+
+    def key(self, i: int) -> str:
+        return f"t{self.out.storage[i]}"
+
+    def fully_connected(self, op: Op) -> None:
+        xi, wi = op.inputs[0], op.inputs[1]
+        bi = op.inputs[2] if len(op.inputs) > 2 else -1
+        x, w, y = self.t(xi), self.t(wi), self.t(op.outputs[0])
+        self.int8_io(op, xi, wi, op.outputs[0])
+        self.need(op, w.is_const, "non-constant weights")
+        self.need(op, op.options.get("WeightsFormat", 0) == 0, "shuffled weights")
+        oc, ic = w.shape
+        batches = x.size // ic
+        per_channel = len(w.scales) > 1
+        scales = w.scales.astype(np.float64) if per_channel else w.scales[:1].astype(np.float64)
+        mult, shift = zip(*(quantize_multiplier(float(x.scale) * float(s) / float(y.scale)) for s in scales),
+                          strict=True)
+        amin, amax = act_range_q(op.options.get("FusedActivationFunction", 0), y.scale, y.zero_point, op.name)
+        bias = None
+        if bi >= 0:
+            self.need(op, self.t(bi).dtype == "int32", "non-int32 bias")
+            bias = self.const(self.t(bi), "int32_t")
+        fields = dict(batches=batches, in_c=ic, out_c=oc, in_offset=-x.zero_point, filter_offset=-w.zero_point,
+                      out_offset=y.zero_point, act_min=amin, act_max=amax, per_channel=int(per_channel),
+                      weights=self.const(w, "int8_t"), bias=bias,
+                      mult=self.const(np.array(mult), "int32_t", f"m{op.index}"),
+                      shift=self.const(np.array(shift), "int32_t", f"sh{op.index}"))
+        step = len(self.out.steps)
+        args = [self.ref(xi), self.ref(op.outputs[0]), self.scratch(step, 2 * 2 * ic)]
+        self.add_step(Step("ef_fully_connected", "ef_fc_params", fields, args, op.name, batches * oc * ic))
+
+    def bcast(self, op: Op, a: Tensor, b: Tensor, y: Tensor) -> dict:
+        nd = len(y.shape)
+        self.need(op, nd <= MAX_DIMS, "rank > 6")
+        shape = list(y.shape) or [1]
+        nd = len(shape)
+
+        def strides(t: Tensor) -> list[int]:
+            s = [1] * (nd - len(t.shape)) + list(t.shape)
+            el = [0] * nd
+            acc = 1
+            for d in range(nd - 1, -1, -1):
+                el[d] = 0 if s[d] == 1 and shape[d] != 1 else acc
+                acc *= s[d]
+            return el
+
+        same = a.shape == b.shape == y.shape
+        pad = [0] * (MAX_DIMS - nd)
+        return dict(ndim=nd, count=y.size, broadcast=int(not same), shape=shape + [1] * (MAX_DIMS - nd),
+                    stride1=strides(a) + pad, stride2=strides(b) + pad)
+
+    def binary(self, op: Op) -> None:
+        ai, bi_ = op.inputs[0], op.inputs[1]
+        a, b, y = self.t(ai), self.t(bi_), self.t(op.outputs[0])
+        act = op.options.get("FusedActivationFunction", 0)
+        args = [self.ref(ai), self.ref(bi_), self.ref(op.outputs[0])]
+        bc = self.bcast(op, a, b, y)
+        if y.dtype == "float32":
+            self.need(op, a.dtype == b.dtype == "float32", "mixed types")
+            code = {"ADD": 0, "SUB": 1, "MUL": 2, "SQUARED_DIFFERENCE": 3, "DIV": 4}[op.name]
+            lo, hi = act_range_f(act, op.name)
+            self.add_step(Step("ef_f32_binary", "ef_f32_binary_params",
+                               dict(b=bc, op=code, act_min=lo, act_max=hi), args, op.name))
+            self.elementwise_alias(op, bc, [ai, bi_], op.outputs[0])
+            return
+        self.int8_io(op, ai, bi_, op.outputs[0])
+        amin, amax = act_range_q(act, y.scale, y.zero_point, op.name)
+        if op.name == "ADD":
+            left = 20
+            twice = 2.0 * float(max(a.scales[0], b.scales[0]))
+            m1, s1 = quantize_multiplier_smaller_than_one(float(a.scale) / twice)
+            m2, s2 = quantize_multiplier_smaller_than_one(float(b.scale) / twice)
+            mo, so = quantize_multiplier_smaller_than_one(twice / ((1 << left) * float(y.scale)))
+            f = dict(b=bc, in1_offset=-a.zero_point, in2_offset=-b.zero_point, out_offset=y.zero_point,
+                     left_shift=left, in1_mult=m1, in1_shift=s1, in2_mult=m2, in2_shift=s2, out_mult=mo,
+                     out_shift=so, act_min=amin, act_max=amax)
+            self.add_step(Step("ef_add", "ef_add_params", f, args, op.name))
+            self.elementwise_alias(op, bc, [ai, bi_], op.outputs[0])
+        elif op.name == "MUL":
+            mo, so = quantize_multiplier(float(a.scale) * float(b.scale) / float(y.scale))
+            f = dict(b=bc, in1_offset=-a.zero_point, in2_offset=-b.zero_point, out_offset=y.zero_point,
+                     out_mult=mo, out_shift=so, act_min=amin, act_max=amax)
+            self.add_step(Step("ef_mul", "ef_mul_params", f, args, op.name))
+            self.elementwise_alias(op, bc, [ai, bi_], op.outputs[0])
+        else:
+            raise UnsupportedOp(f"unsupported op: {op.name} (int8)")
+
+    def elementwise_alias(self, op: Op, bc: dict, ins: list[int], yi: int) -> None:
+        y = self.t(yi)
+        for i in ins:
+            t = self.t(i)
+            if not t.is_const and t.shape == y.shape and t.dtype == y.dtype:
+                self.out.overlaps.append((self.key(yi), self.key(i), 0))
+
+    def pool(self, op: Op) -> None:
+        xi, yi = op.inputs[0], op.outputs[0]
+        x, y = self.t(xi), self.t(yi)
+        self.int8_io(op, xi, yi)
+        self.need(op, x.shape[0] == 1, "batch != 1")
+        self.need(op, x.scale == y.scale and x.zero_point == y.zero_point, "rescaling pool")
+        o = op.options
+        _, h, w, c = x.shape
+        _, oh, ow, _ = y.shape
+        kh, kw, sh, sw = o["FilterHeight"], o["FilterWidth"], o["StrideH"], o["StrideW"]
+        same = o.get("Padding", 0) == tflite.Padding.SAME
+        pt = conv_pad(sh, 1, h, kh, oh) if same else 0
+        pl = conv_pad(sw, 1, w, kw, ow) if same else 0
+        amin, amax = act_range_q(o.get("FusedActivationFunction", 0), y.scale, y.zero_point, op.name)
+        f = dict(in_h=h, in_w=w, c=c, out_h=oh, out_w=ow, k_h=kh, k_w=kw, stride_h=sh, stride_w=sw, pad_t=pt,
+                 pad_l=pl, act_min=amin, act_max=amax, act_min_f=0.0, act_max_f=0.0)
+        fn = "ef_max_pool_2d" if op.name == "MAX_POOL_2D" else "ef_average_pool_2d"
+        self.add_step(Step(fn, "ef_pool_params", f, [self.ref(xi), self.ref(yi)], op.name))
+        self.window_overlap(op, xi, yi, h, w, c, oh, ow, c, sh, sw, pt, pl)
+
+    def mean(self, op: Op) -> None:
+        xi, ai, yi = op.inputs[0], op.inputs[1], op.outputs[0]
+        x, y = self.t(xi), self.t(yi)
+        self.need(op, self.t(ai).is_const, "non-constant axis")
+        nd = len(x.shape)
+        axes = sorted({int(a) % nd for a in self.t(ai).data.reshape(-1)})
+        axes = [a for a in axes if x.shape[a] != 1] or axes[:1]  # size-1 axes do not change the reduction
+        self.need(op, axes == list(range(axes[0], axes[-1] + 1)), "non-contiguous axes")
+        outer = int(np.prod(x.shape[: axes[0]], dtype=np.int64))
+        red = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+        inner = int(np.prod(x.shape[axes[-1] + 1:], dtype=np.int64))
+        args = [self.ref(xi), self.ref(yi)]
+        if x.dtype == "float32":
+            f = dict(outer=outer, reduce=red, inner=inner, in_zp=0, out_zp=0, mult=0, shift=0)
+            self.add_step(Step("ef_mean_f32", "ef_mean_params", f, args, op.name))
+            return
+        self.int8_io(op, xi, yi)
+        mult, shift = quantize_multiplier(float(x.scale) / float(y.scale))
+        s = red.bit_length() - 1
+        s = min(s, 32, 31 + shift)
+        mult = (mult << s) // red
+        shift -= s
+        f = dict(outer=outer, reduce=red, inner=inner, in_zp=x.zero_point, out_zp=y.zero_point, mult=mult,
+                 shift=shift)
+        self.add_step(Step("ef_mean", "ef_mean_params", f, args, op.name))
+
+    def pad(self, op: Op) -> None:
+        xi, yi = op.inputs[0], op.outputs[0]
+        x, y = self.t(xi), self.t(yi)
+        self.need(op, len(x.shape) <= 4, "rank > 4")
+        pads = self.t(op.inputs[1]).data.reshape(-1, 2).astype(np.int64)
+        lead = 4 - len(x.shape)
+        if x.dtype == "float32":
+            val = np.array([0.0], np.float32)
+            if len(op.inputs) > 2 and op.inputs[2] >= 0:
+                val = self.t(op.inputs[2]).data.reshape(-1)[:1].astype(np.float32)
+            pv = self.const(val, "float", f"pv{op.index}")
+        else:
+            self.int8_io(op, xi, yi)
+            val = np.array([y.zero_point], np.int8)
+            if len(op.inputs) > 2 and op.inputs[2] >= 0:
+                val = self.t(op.inputs[2]).data.reshape(-1)[:1].astype(np.int8)
+            pv = self.const(val, "int8_t", f"pv{op.index}")
+        f = dict(ndim=4, in_shape=[1] * lead + list(x.shape), pad_before=[0] * lead + [int(p) for p in pads[:, 0]],
+                 pad_after=[0] * lead + [int(p) for p in pads[:, 1]], elem_size=np.dtype(x.dtype).itemsize,
+                 pad_value=pv)
+        self.add_step(Step("ef_pad", "ef_pad_params", f, [self.ref(xi), self.ref(yi)], op.name))
+
+    def qdq(self, op: Op) -> None:
+        xi, yi = op.inputs[0], op.outputs[0]
+        x, y = self.t(xi), self.t(yi)
+        args = [self.ref(xi), self.ref(yi)]
+        if op.name == "DEQUANTIZE":
+            self.need(op, x.dtype == "int8" and y.dtype == "float32", f"{x.dtype} -> {y.dtype}")
+            self.need(op, x.scales is not None and len(x.scales) == 1, "per-channel")
+            f = dict(count=x.size, scale=float(x.scales[0]), zero_point=x.zero_point, in_zp=0, mult=0, shift=0)
+            self.add_step(Step("ef_dequantize", "ef_qdq_params", f, args, op.name))
+        elif x.dtype == "float32":
+            self.need(op, y.dtype == "int8" and len(y.scales) == 1, f"{x.dtype} -> {y.dtype}")
+            f = dict(count=x.size, scale=float(y.scales[0]), zero_point=y.zero_point, in_zp=0, mult=0, shift=0)
+            self.add_step(Step("ef_quantize", "ef_qdq_params", f, args, op.name))
+        else:
+            self.int8_io(op, xi, yi)
+            m, s = quantize_multiplier(float(x.scale) / float(y.scale))
+            f = dict(count=x.size, scale=0.0, zero_point=y.zero_point, in_zp=x.zero_point, mult=m, shift=s)
+            self.add_step(Step("ef_requantize", "ef_qdq_params", f, args, op.name))
+            self.out.overlaps.append((self.key(yi), self.key(xi), 0))
+
+    def gather(self, op: Op) -> None:
+        xi, yi = op.inputs[0], op.outputs[0]
+        x, y = self.t(xi), self.t(yi)
+        self.need(op, x.dtype in ("int8", "float32"), x.dtype)
+        if x.dtype == "int8":
+            self.need(op, x.scale == y.scale and x.zero_point == y.zero_point, "rescaling")
+        nd = len(x.shape)
+        self.need(op, nd <= MAX_DIMS, "rank > 6")
+        ist = [int(np.prod(x.shape[d + 1:], dtype=np.int64)) for d in range(nd)]
+        start = 0
+        if op.name == "TRANSPOSE":
+            perm = [int(p) for p in self.t(op.inputs[1]).data.reshape(-1)]
+            stride = [ist[p] for p in perm]
+        else:  # SLICE
+            begin = [int(b) for b in self.t(op.inputs[1]).data.reshape(-1)]
+            start = sum(b * s for b, s in zip(begin, ist, strict=True))
+            stride = ist
+        self.need(op, list(y.shape) == [x.shape[p] for p in perm] if op.name == "TRANSPOSE" else True, "shape")
+        pad = [0] * (MAX_DIMS - nd)
+        f = dict(ndim=nd, elem_size=np.dtype(x.dtype).itemsize, count=y.size, out_shape=list(y.shape) + pad,
+                 in_stride=stride + pad, in_start=start)
+        self.add_step(Step("ef_gather", "ef_gather_params", f, [self.ref(xi), self.ref(yi)], op.name))
+
+    def softmax(self, op: Op) -> None:
+        xi, yi = op.inputs[0], op.outputs[0]
+        x = self.t(xi)
+        self.need(op, x.dtype == "float32" and self.t(yi).dtype == "float32", f"{x.dtype}; float32 only")
+        f = dict(outer=x.size // x.shape[-1], depth=x.shape[-1], beta=float(op.options.get("Beta", 1.0)))
+        self.add_step(Step("ef_softmax_f32", "ef_softmax_params", f, [self.ref(xi), self.ref(yi)], op.name))
+
+    def rsqrt(self, op: Op) -> None:
+        xi, yi = op.inputs[0], op.outputs[0]
+        self.need(op, self.t(xi).dtype == "float32", "float32 only")
+        self.add_step(Step("ef_rsqrt_f32", "ef_unary_params", dict(count=self.t(xi).size),
+                           [self.ref(xi), self.ref(yi)], op.name))
+
+    def batch_matmul(self, op: Op) -> None:
+        li, ri, yi = op.inputs[0], op.inputs[1], op.outputs[0]
+        lt, rt, y = self.t(li), self.t(ri), self.t(yi)
+        o = op.options
+        self.need(op, not o.get("AdjX", False), "adj_x")
+        adj_y = bool(o.get("AdjY", False))
+        rows, inner = lt.shape[-2], lt.shape[-1]
+        cols = rt.shape[-2] if adj_y else rt.shape[-1]
+        lb = int(np.prod(lt.shape[:-2], dtype=np.int64))
+        rb = int(np.prod(rt.shape[:-2], dtype=np.int64))
+        self.need(op, rb in (1, lb), "rhs batch broadcast")
+        f = dict(batches=lb, rows=rows, inner=inner, cols=cols, lhs_batch_stride=rows * inner,
+                 rhs_batch_stride=0 if rb == 1 else inner * cols, rhs_row_stride=1 if adj_y else cols,
+                 rhs_col_stride=inner if adj_y else 1, lhs_offset=0, rhs_offset=0, out_offset=0, mult=0, shift=0,
+                 act_min=-128, act_max=127)
+        args = [self.ref(li), self.ref(ri), self.ref(yi)]
+        macs = lb * rows * cols * inner
+        if y.dtype == "float32":
+            self.need(op, lt.dtype == rt.dtype == "float32", "mixed types")
+            self.add_step(Step("ef_batch_matmul_f32", "ef_bmm_params", f, args, op.name, macs))
+            return
+        self.int8_io(op, li, ri, yi)
+        m, s = quantize_multiplier(float(lt.scale) * float(rt.scale) / float(y.scale))
+        f.update(lhs_offset=-lt.zero_point, rhs_offset=-rt.zero_point, out_offset=y.zero_point, mult=m, shift=s)
+        self.add_step(Step("ef_batch_matmul", "ef_bmm_params", f, args, op.name, macs))
+
+    HANDLERS = {
+        "CONV_2D": conv, "DEPTHWISE_CONV_2D": conv, "FULLY_CONNECTED": fully_connected,
+        "ADD": binary, "SUB": binary, "MUL": binary, "SQUARED_DIFFERENCE": binary, "DIV": binary,
+        "MAX_POOL_2D": pool, "AVERAGE_POOL_2D": pool, "MEAN": mean, "PAD": pad, "PADV2": pad,
+        "QUANTIZE": qdq, "DEQUANTIZE": qdq, "TRANSPOSE": gather, "SLICE": gather, "SOFTMAX": softmax,
+        "RSQRT": rsqrt, "BATCH_MATMUL": batch_matmul,
+    }
+
+    # --- driver -----------------------------------------------------------------------------------------
+    def run(self, supported: dict[str, int]) -> Lowered:
+        for op in self.g.ops:
+            if op.name not in supported:
+                raise UnsupportedOp(f"unsupported op: {op.name} (the edgefold runtime implements "
+                                    f"{', '.join(sorted(supported))})")
+            if op.version > supported[op.name]:
+                raise UnsupportedOp(f"unsupported op: {op.name} version {op.version} "
+                                    f"(edgefold runtime supports up to {supported[op.name]})")
+        if len(self.g.inputs) != 1 or len(self.g.outputs) != 1:
+            raise EdgefoldError("the edgefold runtime needs exactly one input and one output tensor")
+        for i in (self.g.inputs[0], self.g.outputs[0]):
+            if self.t(i).dtype != "int8":
+                raise EdgefoldError(f"model {'input' if i in self.g.inputs else 'output'} '{self.t(i).name}' is "
+                                    f"{self.t(i).dtype}; the edgefold runtime needs a full-integer (int8 in/out) model")
+        self.aliases()
+        self.fuse_pads()
+        step_of_op: dict[int, int] = {}
+        for op in self.g.ops:
+            if op.index in self.skip:
+                continue
+            self.HANDLERS[op.name](self, op)
+            step_of_op[op.index] = len(self.out.steps) - 1
+        self.lifetimes()
+        return self.out
+
+    def lifetimes(self) -> None:
+        s = self.out
+        s.input_root = s.storage[self.g.inputs[0]]
+        s.output_root = s.storage[self.g.outputs[0]]
+        n = len(s.steps)
+        span: dict[int, list[int]] = {}
+        for si, st in enumerate(s.steps):
+            for r in st.args:
+                if r.kind == "tensor":
+                    root = s.storage[int(r.key)]
+                    a = span.setdefault(root, [si, si])
+                    a[0], a[1] = min(a[0], si), max(a[1], si)
+        for root, (first, last) in span.items():
+            if root == s.input_root:
+                continue
+            if root == s.output_root:
+                last = n  # copied out after the last step
+            s.buffers[f"t{root}"] = Buffer(f"t{root}", align(self.t(root).nbytes), first, last)
+        s.overlaps = [(o, i, d) for o, i, d in s.overlaps if o in s.buffers and i in s.buffers]

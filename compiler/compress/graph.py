@@ -1,0 +1,274 @@
+"""Coupled channel groups, found from the model graph with Torch-Pruning's DependencyGraph.
+
+A *group* is a set of n channels that must be removed together: a conv's output channels, the BatchNorm after it,
+every tensor added to them by a residual connection, and the input slices of every layer that reads them (through
+flatten/concat index mappings). We turn each Torch-Pruning group into a list of `Slice`s — (tensor, dim, per-channel
+index, merge rule) — so the compression methods can read a feature per channel, merge channels and then let
+Torch-Pruning physically remove them. Nothing here knows about a particular model.
+
+Attention: Torch-Pruning traces qkv → reshape → heads → proj as if the 3·H·D qkv outputs mapped one-to-one to proj's
+H·D inputs, which is wrong. Modules that look like an attention block (a `qkv` Linear with 3·num_heads·head_dim
+outputs, a `proj` Linear with num_heads·head_dim inputs, int attributes `num_heads` and `head_dim`) therefore get a
+head group of their own: a channel is a whole head (its q, k, v rows and its proj columns), so heads stay consistent,
+and `num_heads` is updated when heads are removed. Their residual-stream channels are handled by the generic groups.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch_pruning as tp
+from torch import nn
+from torch_pruning import ops
+
+MEAN, SUM = "mean", "sum"  # producers (and per-channel ops) take the cluster mean; consumers the sum
+
+
+@dataclass
+class Slice:
+    """Some tensors of one module, indexed per group channel along one dim."""
+
+    module_name: str
+    owner: nn.Module  # object holding the tensors as attributes (looked up lazily: pruning replaces Parameters)
+    tensors: list[tuple[str, int]]  # (attribute name, dim)
+    index: torch.Tensor  # (n, m) long: the m positions along `dim` that belong to group channel i
+    merge: str  # MEAN or SUM
+    feature: bool = True  # part of the clustering feature (running stats are merged but not clustered)
+    producer: bool = False  # weights that compute the channel (used for the correlation estimate rho)
+
+    def get(self, attr: str) -> torch.Tensor | None:
+        t = getattr(self.owner, attr, None)
+        return t if isinstance(t, torch.Tensor) else None
+
+
+@dataclass
+class ChannelGroup:
+    name: str  # root layer name
+    n: int
+    slices: list[Slice]
+    prune: Callable[[list[int]], None]  # physically removes the given channel indices
+    norm_layers: list[str] = field(default_factory=list)
+    kind: str = "channels"  # or "heads"
+
+
+def _attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    out = []
+    for name, m in model.named_modules():
+        nh, hd = getattr(m, "num_heads", None), getattr(m, "head_dim", None)
+        qkv, proj = getattr(m, "qkv", None), getattr(m, "proj", None)
+        if (isinstance(nh, int) and isinstance(hd, int) and isinstance(qkv, nn.Linear) and isinstance(proj, nn.Linear)
+                and qkv.out_features == 3 * nh * hd and proj.in_features == nh * hd):
+            out.append((name, m))
+    return out
+
+
+def _index(idxs: list[int], roots: list[int], n: int) -> torch.Tensor | None:
+    """(n, m) target positions per root channel, or None if the mapping is not uniform."""
+    idx = torch.as_tensor(list(idxs), dtype=torch.long)
+    root = torch.as_tensor(list(roots), dtype=torch.long)
+    if idx.numel() == 0 or idx.numel() % n:
+        return None
+    order = torch.argsort(root * (int(idx.max()) + 1) + idx)
+    root, idx = root[order], idx[order]
+    m = idx.numel() // n
+    if not torch.equal(root, torch.arange(n).repeat_interleave(m)):
+        return None
+    return idx.view(n, m)
+
+
+def _slices_for(dg: tp.DependencyGraph, item, n: int, names: dict) -> tuple[list[Slice] | None, str | None]:
+    """Slices for one Torch-Pruning group item; None if the layer is not understood (group is then skipped)."""
+    dep = item.dep
+    mod, handler = dep.target.module, dep.handler
+    is_out = dg.is_out_channel_pruning_fn(handler)
+    if dep.target.type == ops.OPTYPE.PARAMETER:  # unwrapped nn.Parameter (e.g. a position embedding)
+        pname = dg._param_to_name[mod]
+        owner = dg.model.get_submodule(pname.rsplit(".", 1)[0]) if "." in pname else dg.model
+        index = _index(item.idxs, item.root_idxs, n)
+        if index is None:
+            return None, None
+        return [Slice(pname, owner, [(pname.rsplit(".", 1)[-1], dep.target.pruning_dim)], index, MEAN)], None
+    if not isinstance(mod, nn.Module) or type(mod).__name__.startswith("_"):
+        return [], None  # Torch-Pruning's shape-only ops (add, reshape, concat...) carry no weights
+    name = names.get(mod, "?")
+    has_params = any(True for _ in mod.parameters(recurse=False)) or any(True for _ in mod.buffers(recurse=False))
+    index = _index(item.idxs, item.root_idxs, n)
+    if index is None:
+        return None, None
+    norm = None
+    if isinstance(mod, nn.modules.conv._ConvNd):
+        transposed = isinstance(mod, nn.modules.conv._ConvTransposeNd)
+        depthwise = mod.groups == mod.out_channels and mod.groups > 1 and mod.in_channels == mod.out_channels
+        if depthwise:  # per-channel filter: behaves like a producer (mean) for both sides
+            sl = [Slice(name, mod, [("weight", 0), ("bias", 0)], index, MEAN, producer=True)]
+        elif mod.groups != 1:
+            return None, None  # grouped (non-depthwise) convs would need per-group index bookkeeping
+        elif is_out:
+            sl = [Slice(name, mod, [("weight", 1 if transposed else 0), ("bias", 0)], index, MEAN, producer=True)]
+        else:
+            sl = [Slice(name, mod, [("weight", 0 if transposed else 1)], index, SUM)]
+    elif isinstance(mod, nn.Linear):
+        if is_out:
+            sl = [Slice(name, mod, [("weight", 0), ("bias", 0)], index, MEAN, producer=True)]
+        else:
+            sl = [Slice(name, mod, [("weight", 1)], index, SUM)]
+    elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
+        sl = [Slice(name, mod, [("weight", 0), ("bias", 0)], index, MEAN),
+              Slice(name, mod, [("running_mean", 0), ("running_var", 0)], index, MEAN, feature=False)]
+        norm = name
+    elif isinstance(mod, (nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)):
+        sl = [Slice(name, mod, [("weight", 0), ("bias", 0)], index, MEAN)]
+        if isinstance(mod, nn.modules.instancenorm._InstanceNorm):
+            sl.append(Slice(name, mod, [("running_mean", 0), ("running_var", 0)], index, MEAN, feature=False))
+        norm = name
+    elif isinstance(mod, nn.PReLU):
+        sl = [Slice(name, mod, [("weight", 0)], index, MEAN)] if mod.num_parameters > 1 else []
+    elif isinstance(mod, nn.Embedding):
+        sl = [Slice(name, mod, [("weight", 1)], index, MEAN, producer=True)]
+    elif not has_params:
+        sl = []
+    else:
+        return None, None
+    return sl, norm
+
+
+def _attention_group(name: str, attn: nn.Module) -> ChannelGroup:
+    h, d = attn.num_heads, attn.head_dim
+    heads = torch.arange(h)
+    # qkv rows are laid out [3][head][dim]; proj columns [head][dim]
+    q_idx = (torch.arange(3)[None, :, None] * h * d + heads[:, None, None] * d + torch.arange(d)[None, None, :])
+    p_idx = heads[:, None] * d + torch.arange(d)[None, :]
+    pre = f"{name}." if name else ""
+    slices = [Slice(pre + "qkv", attn.qkv, [("weight", 0), ("bias", 0)], q_idx.reshape(h, 3 * d), MEAN, producer=True),
+              Slice(pre + "proj", attn.proj, [("weight", 1)], p_idx, SUM)]
+
+    def prune(idxs: list[int]) -> None:
+        if not idxs:
+            return
+        rm = torch.as_tensor(sorted(idxs))
+        tp.prune_linear_out_channels(attn.qkv, sorted(q_idx[rm].reshape(-1).tolist()))
+        tp.prune_linear_in_channels(attn.proj, sorted(p_idx[rm].reshape(-1).tolist()))
+        attn.num_heads -= len(idxs)  # head_dim is unchanged: whole heads go
+
+    return ChannelGroup(pre + "qkv", h, slices, prune, [], kind="heads")
+
+
+@dataclass
+class GroupSet:
+    groups: list[ChannelGroup]
+    skipped: list[str]  # root layers of groups left alone (unsupported layers), for the report
+
+
+def find_groups(model: nn.Module, example_inputs: torch.Tensor,
+                ignored_layers: list[nn.Module] | None = None) -> GroupSet:
+    """All compressible channel groups of `model` (which the returned closures will modify in place).
+
+    The classifier output (any group whose channels reach a graph output) and groups that would change the output
+    channels of an ignored layer are excluded, as are heads of an ignored attention block.
+    """
+    ignored = list(ignored_layers or [])
+    attns = _attention_modules(model)
+    names = {m: n for n, m in model.named_modules()}
+    with warnings.catch_warnings(), torch.enable_grad():
+        warnings.simplefilter("ignore")  # "unwrapped parameters detected": the default dim (last) is what we want
+        dg = tp.DependencyGraph().build_dependency(model, example_inputs, verbose=False)
+        skip_roots = ignored + [a.qkv for _, a in attns]
+        all_groups = list(dg.get_all_groups(ignored_layers=skip_roots, root_module_types=(nn.Conv1d, nn.Conv2d,
+                                                                                          nn.Conv3d, nn.Linear)))
+    out: list[ChannelGroup] = []
+    skipped: list[str] = []
+    for g in all_groups:
+        root, root_fn = g[0].dep.target.module, g[0].dep.handler
+        n = len(g[0].idxs)
+        gname = names.get(root, "?")
+        if n < 2:
+            continue
+        # the network's output channels (classifier logits) are never touched
+        if any(dg.is_out_channel_pruning_fn(it.dep.handler) and not it.dep.target.outputs for it in g):
+            continue
+        slices: list[Slice] = []
+        norms: list[str] = []
+        ok = True
+        for it in g:
+            sl, norm = _slices_for(dg, it, n, names)
+            if sl is None:
+                ok = False
+                break
+            slices += sl
+            if norm and norm not in norms:
+                norms.append(norm)
+        if not ok or not any(s.feature for s in slices):
+            skipped.append(gname)
+            continue
+
+        def prune(idxs: list[int], root=root, root_fn=root_fn) -> None:
+            if idxs:
+                dg.get_pruning_group(root, root_fn, sorted(idxs)).prune()
+
+        out.append(ChannelGroup(gname, n, slices, prune, norms))
+    ignored_ids = {id(m) for m in ignored}
+    for name, attn in attns:
+        if attn.num_heads < 2 or {id(attn), id(attn.qkv), id(attn.proj)} & ignored_ids:
+            continue
+        out.append(_attention_group(name, attn))
+    return GroupSet(out, skipped)
+
+
+# --- per-channel features and merging -------------------------------------------------------------------------
+
+
+def _rows(t: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    """(n, m·rest) view of tensor t's slices along dim, channel-major."""
+    tt = t.detach().movedim(dim, 0)
+    n, m = index.shape
+    return tt.index_select(0, index.reshape(-1)).reshape(n, -1)
+
+
+def features(group: ChannelGroup, producers_only: bool = False) -> torch.Tensor:
+    """Feature matrix W (n × d): per channel, the concatenation of every coupled tensor slice."""
+    parts = []
+    for s in group.slices:
+        if not s.feature or (producers_only and not s.producer):
+            continue
+        for attr, dim in s.tensors:
+            t = s.get(attr)
+            if t is not None:
+                parts.append(_rows(t, dim, s.index).float())
+    if not parts:
+        return torch.zeros(group.n, 0)
+    return torch.cat(parts, 1)
+
+
+@torch.no_grad()
+def merge(group: ChannelGroup, assign: torch.Tensor, reps: torch.Tensor) -> None:
+    """Fold channels in place: channel reps[c] becomes the merge of the channels with assign == c.
+
+    assign: (n,) cluster id per channel in [0, k); reps: (k,) the channel index that survives for each cluster.
+    Producers get the member mean, consumers the member sum; the other channels are left for `prune` to remove.
+    Only clusters with more than one member are touched (sparse index_add, O(n·d), no dense k×n matmul).
+    """
+    k = reps.numel()
+    cnt = torch.bincount(assign, minlength=k)
+    multi = torch.nonzero(cnt > 1).flatten()  # clusters that actually merge something
+    if multi.numel() == 0:
+        return
+    sel = torch.nonzero((cnt > 1)[assign]).flatten()  # channels in those clusters
+    slot = torch.full((k,), -1, dtype=torch.long)
+    slot[multi] = torch.arange(multi.numel())
+    dest = slot[assign[sel]]
+    inv = 1.0 / cnt[multi].to(torch.float64)
+    for s in group.slices:
+        for attr, dim in s.tensors:
+            t = s.get(attr)
+            if t is None:
+                continue
+            data = t.data if isinstance(t, nn.Parameter) else t
+            tt = data.movedim(dim, 0)
+            rows = _rows(data, dim, s.index[sel])
+            new = torch.zeros(multi.numel(), rows.shape[1], dtype=rows.dtype).index_add_(0, dest, rows)
+            if s.merge == MEAN:
+                new.mul_(inv.to(rows.dtype)[:, None])
+            tt.index_copy_(0, s.index[reps[multi]].reshape(-1), new.reshape(-1, *tt.shape[1:]))

@@ -1,0 +1,50 @@
+"""ONNX float export (`torch.onnx.export`), with a dynamic batch dimension named "batch"."""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+
+import torch
+from torch import nn
+
+from edgefold.errors import EdgefoldError
+
+OPSET = 18
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:300]
+
+
+def export_onnx(model: nn.Module, example_input: torch.Tensor, dynamo: bool = True) -> bytes:
+    """Serialized float ONNX model (opset 18) with input "input" (N x C x H x W) and output "output".
+
+    dynamo=True uses the torch.export-based exporter (the maintained one); dynamo=False the TorchScript exporter,
+    which is faster but deprecated. If the dynamo exporter fails the TorchScript one is tried before giving up.
+    """
+    net = copy.deepcopy(model).eval()
+    x = example_input[:1].to(torch.float32).contiguous()
+    errors = []
+    for use_dynamo in ((True, False) if dynamo else (False,)):
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                if use_dynamo:
+                    prog = torch.onnx.export(
+                        net, (x,), dynamo=True, opset_version=OPSET, input_names=[INPUT_NAME],
+                        output_names=[OUTPUT_NAME], dynamic_shapes=({0: torch.export.Dim("batch", max=4096)},),
+                        verbose=False, optimize=True)
+                    return prog.model_proto.SerializeToString()
+                buf = io.BytesIO()
+                torch.onnx.export(net, (x,), buf, dynamo=False, opset_version=17, input_names=[INPUT_NAME],
+                                  output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "batch"},
+                                                                            OUTPUT_NAME: {0: "batch"}})
+                return buf.getvalue()
+        except Exception as e:  # noqa: BLE001 - exporter failures become one line
+            errors.append(f"{'dynamo' if use_dynamo else 'torchscript'} exporter: {_first_line(e)}")
+    raise EdgefoldError("ONNX export failed: " + "; ".join(errors))

@@ -1,0 +1,7 @@
+"""Checkpoint sweep: train many models on digits, compress each with fold / mag1 / mag2 at several ratios and
+repairs, and record accuracy. Every result is cached by a content hash of its configuration, so an
+interrupted sweep resumes where it stopped, locally (process pool) or on a Ray cluster.
+
+Modules: `plan` (what to run, keys), `cache` (one JSON per result), `sam` (SAM training), `work` (train one
+checkpoint, evaluate one configuration), `runner` (local pool and Ray), `report` (tables, plots, theorem check).
+"""

@@ -1,0 +1,71 @@
+/* CONV_2D, int8 per-channel (TFLite reference_integer_ops::ConvPerChannel semantics). */
+#include "ef_quant.h"
+#include "ef_runtime.h"
+#include "ef_matmul.h"
+
+#if defined(EF_PACKED)
+/* im2col two output pixels at a time into q15 columns (offset added, padding = 0), then a 2x2-blocked SMLAD
+ * matmul. Reads of a pixel pair complete before its outputs are written (the planner relies on this order). */
+static void im2col(const ef_conv_params *p, const int8_t *in, int32_t oy, int32_t ox, int16_t *col) {
+    const int32_t c = p->in_c, k4 = (p->k_h * p->k_w * c) & ~3;
+    const int32_t iy0 = oy * p->stride_h - p->pad_t, ix0 = ox * p->stride_w - p->pad_l;
+    int32_t ky, kx, k = 0;
+    for (ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = iy0 + ky * p->dil_h;
+        for (kx = 0; kx < p->k_w; ++kx, k += c) {
+            const int32_t ix = ix0 + kx * p->dil_w;
+            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w)
+                ef_col_zero(col, k, k4, c);
+            else
+                ef_col_fill(col, k, k4, in + (iy * p->in_w + ix) * c, c, p->in_offset);
+        }
+    }
+}
+
+int ef_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out, int16_t *scratch) {
+    const int32_t k_len = p->k_h * p->k_w * p->in_c, n_pix = p->out_h * p->out_w;
+    int16_t *col0 = scratch, *col1 = scratch + k_len;
+    int32_t i;
+    for (i = 0; i < n_pix; i += 2) {
+        const int two = i + 1 < n_pix;
+        im2col(p, in, i / p->out_w, i % p->out_w, col0);
+        if (two) im2col(p, in, (i + 1) / p->out_w, (i + 1) % p->out_w, col1);
+        ef_mm_cols(p->weights, p->out_c, k_len, col0, two ? col1 : (const int16_t *)0, p->bias, p->mult, p->shift, 1,
+                   p->out_offset, p->act_min, p->act_max, out + i * p->out_c, two ? out + (i + 1) * p->out_c : out);
+    }
+    return 0;
+}
+
+#else
+
+int ef_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out, int16_t *scratch) {
+    const int32_t c = p->in_c, k_len = p->k_h * p->k_w * c;
+    int32_t oy, ox, oc, ky, kx, i;
+    (void)scratch;
+    for (oy = 0; oy < p->out_h; ++oy) {
+        for (ox = 0; ox < p->out_w; ++ox) {
+            const int32_t iy0 = oy * p->stride_h - p->pad_t, ix0 = ox * p->stride_w - p->pad_l;
+            int8_t *o = out + (oy * p->out_w + ox) * p->out_c;
+            for (oc = 0; oc < p->out_c; ++oc) {
+                const int8_t *w = p->weights + oc * k_len;
+                int32_t acc = 0;
+                for (ky = 0; ky < p->k_h; ++ky) {
+                    const int32_t iy = iy0 + ky * p->dil_h;
+                    if (iy < 0 || iy >= p->in_h) continue;
+                    for (kx = 0; kx < p->k_w; ++kx) {
+                        const int32_t ix = ix0 + kx * p->dil_w;
+                        const int8_t *ip = in + (iy * p->in_w + ix) * c;
+                        const int8_t *wp = w + (ky * p->k_w + kx) * c;
+                        if (ix < 0 || ix >= p->in_w) continue;
+                        for (i = 0; i < c; ++i) acc += (ip[i] + p->in_offset) * wp[i];
+                    }
+                }
+                if (p->bias) acc += p->bias[oc];
+                acc = ef_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_offset;
+                o[oc] = (int8_t)ef_clamp(acc, p->act_min, p->act_max);
+            }
+        }
+    }
+    return 0;
+}
+#endif

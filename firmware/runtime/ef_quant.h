@@ -1,0 +1,81 @@
+/* edgefold micro runtime: fixed-point helpers, exactly the TFLite reference ("double rounding") arithmetic:
+ * MultiplyByQuantizedMultiplier = RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x << left, m), right). */
+#ifndef EF_QUANT_H
+#define EF_QUANT_H
+
+#include <stdint.h>
+
+#if defined(__ARM_FEATURE_DSP) && !defined(EF_NO_DSP)
+#include <arm_acle.h>
+#define EF_DSP 1
+#endif
+
+/* The packed (dual 16-bit MAC) kernels run on the M4 DSP extension, or, for host testing of that very code path,
+ * on portable emulations of the same instructions (-DEF_PACKED_EMULATE). */
+#if defined(EF_DSP) || defined(EF_PACKED_EMULATE)
+#define EF_PACKED 1
+#endif
+
+static inline int32_t ef_srdhm(int32_t a, int32_t b) {
+    if (a == b && a == INT32_MIN) return INT32_MAX;
+    int64_t ab = (int64_t)a * (int64_t)b;
+    int32_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
+    /* division (truncation towards zero), not a shift: that is what the reference does */
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+static inline int32_t ef_rdbpot(int32_t x, int exponent) {
+    const int32_t mask = (int32_t)((((uint32_t)1) << exponent) - 1u);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/* TFLite MultiplyByQuantizedMultiplier(int32 x, int32 multiplier, int shift) */
+static inline int32_t ef_mbqm(int32_t x, int32_t multiplier, int32_t shift) {
+    const int left = shift > 0 ? (int)shift : 0;
+    const int right = shift > 0 ? 0 : (int)-shift;
+    return ef_rdbpot(ef_srdhm((int32_t)((uint32_t)x << left), multiplier), right);
+}
+
+/* TFLite MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0) */
+static inline int32_t ef_mbqm_small(int32_t x, int32_t multiplier, int32_t shift) {
+    return ef_rdbpot(ef_srdhm(x, multiplier), (int)-shift);
+}
+
+static inline int32_t ef_clamp(int32_t x, int32_t lo, int32_t hi) {
+    return x < lo ? lo : (x > hi ? hi : x);
+}
+
+/* --- packed 16-bit helpers (SXTB16 / SMLAD / SADD16 semantics) --------------------------------------- */
+#if defined(EF_DSP)
+#define ef_sxtb16(x) ((int32_t)__sxtb16((uint32_t)(x)))
+/* SXTB16 with its free ROR #8 operand (the ACLE has no intrinsic for the rotated form) */
+static inline int32_t ef_sxtb16_ror8(int32_t x) {
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+#define ef_smlad(a, b, acc) ((int32_t)__smlad((int16x2_t)(a), (int16x2_t)(b), (int32_t)(acc)))
+#define ef_sadd16(a, b) ((int32_t)__sadd16((int16x2_t)(a), (int16x2_t)(b)))
+#elif defined(EF_PACKED_EMULATE)
+static inline int32_t ef_pack16(int32_t lo, int32_t hi) {
+    return (int32_t)(((uint32_t)(uint16_t)(int16_t)lo) | (((uint32_t)(uint16_t)(int16_t)hi) << 16));
+}
+static inline int32_t ef_lo16(int32_t x) { return (int16_t)(uint16_t)((uint32_t)x & 0xffffu); }
+static inline int32_t ef_hi16(int32_t x) { return (int16_t)(uint16_t)((uint32_t)x >> 16); }
+static inline int32_t ef_sxtb16(int32_t x) {
+    return ef_pack16((int8_t)(uint8_t)((uint32_t)x & 0xffu), (int8_t)(uint8_t)(((uint32_t)x >> 16) & 0xffu));
+}
+static inline int32_t ef_sxtb16_ror8(int32_t x) {
+    return ef_pack16((int8_t)(uint8_t)(((uint32_t)x >> 8) & 0xffu), (int8_t)(uint8_t)(((uint32_t)x >> 24) & 0xffu));
+}
+static inline int32_t ef_smlad(int32_t a, int32_t b, int32_t acc) {
+    return (int32_t)((uint32_t)acc + (uint32_t)(ef_lo16(a) * ef_lo16(b)) + (uint32_t)(ef_hi16(a) * ef_hi16(b)));
+}
+static inline int32_t ef_sadd16(int32_t a, int32_t b) {
+    return ef_pack16(ef_lo16(a) + ef_lo16(b), ef_hi16(a) + ef_hi16(b));
+}
+#endif
+
+#endif /* EF_QUANT_H */

@@ -1,0 +1,150 @@
+/* edgefold micro runtime: kernel parameter blocks and entry points.
+ * C99, int8 (plus the float ops that mixed-precision TFLite exports contain), no heap, TFLite semantics.
+ * The code generator (edgefold.compiler.codegen) fills the parameter blocks at build time (const, in flash) and
+ * plans every buffer into one static arena. Layout is NHWC; weights are OHWI (conv), 1HWO (depthwise), OI (FC). */
+#ifndef EF_RUNTIME_H
+#define EF_RUNTIME_H
+
+#include <stdint.h>
+#include <string.h>
+
+#define EF_MAX_DIMS 6
+
+typedef struct {
+    int32_t in_h, in_w, in_c, out_h, out_w, out_c;
+    int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_t, pad_l;
+    int32_t in_offset, out_offset, act_min, act_max;
+    int32_t depth_mult;         /* depthwise only */
+    const int8_t *weights;      /* OHWI (conv) / 1HWO (depthwise) */
+    const int32_t *bias;        /* may be NULL */
+    const int32_t *mult;        /* per output channel */
+    const int32_t *shift;
+} ef_conv_params;
+
+typedef struct {
+    int32_t batches, in_c, out_c;
+    int32_t in_offset, filter_offset, out_offset, act_min, act_max;
+    int32_t per_channel;        /* mult/shift has out_c entries, else 1 */
+    const int8_t *weights;      /* out_c x in_c */
+    const int32_t *bias;
+    const int32_t *mult;
+    const int32_t *shift;
+} ef_fc_params;
+
+typedef struct {
+    int32_t in_h, in_w, c, out_h, out_w, k_h, k_w, stride_h, stride_w, pad_t, pad_l;
+    int32_t act_min, act_max;
+    float act_min_f, act_max_f;
+} ef_pool_params;
+
+/* Element-wise binary op on up to EF_MAX_DIMS dims with broadcasting: strides are element strides of each input
+ * laid over the output shape (0 on broadcast dims). */
+typedef struct {
+    int32_t ndim, count, broadcast;
+    int32_t shape[EF_MAX_DIMS];
+    int32_t stride1[EF_MAX_DIMS], stride2[EF_MAX_DIMS];
+} ef_bcast;
+
+typedef struct {
+    ef_bcast b;
+    int32_t in1_offset, in2_offset, out_offset, left_shift;
+    int32_t in1_mult, in1_shift, in2_mult, in2_shift, out_mult, out_shift;
+    int32_t act_min, act_max;
+} ef_add_params;
+
+typedef struct {
+    ef_bcast b;
+    int32_t in1_offset, in2_offset, out_offset, out_mult, out_shift, act_min, act_max;
+} ef_mul_params;
+
+enum { EF_F32_ADD = 0, EF_F32_SUB = 1, EF_F32_MUL = 2, EF_F32_SQDIFF = 3, EF_F32_DIV = 4 };
+typedef struct {
+    ef_bcast b;
+    int32_t op;
+    float act_min, act_max;
+} ef_f32_binary_params;
+
+typedef struct {
+    int32_t outer, reduce, inner;          /* input viewed as outer x reduce x inner, reduce axes contiguous */
+    int32_t in_zp, out_zp, mult, shift;    /* int8 only: multiplier already folded with 1/num_elements */
+} ef_mean_params;
+
+typedef struct {
+    int32_t ndim;                          /* <= 4, input shape padded on the left with 1s */
+    int32_t in_shape[4], pad_before[4], pad_after[4];
+    int32_t elem_size;
+    const void *pad_value;
+} ef_pad_params;
+
+typedef struct {
+    int32_t count;
+    float scale;                           /* output scale (quantize) or input scale (dequantize) */
+    int32_t zero_point;
+    int32_t in_zp, mult, shift;            /* int8 -> int8 requantize */
+} ef_qdq_params;
+
+typedef struct {
+    int32_t ndim, elem_size, count;
+    int32_t out_shape[EF_MAX_DIMS];
+    int32_t in_stride[EF_MAX_DIMS];        /* input element stride for each output dim (transpose/slice) */
+    int32_t in_start;                      /* element offset of the first read (slice) */
+} ef_gather_params;
+
+typedef struct {
+    int32_t outer, depth;
+    float beta;
+} ef_softmax_params;
+
+typedef struct {
+    int32_t batches, rows, inner, cols;    /* out[b] = lhs[b] (rows x inner) * rhs[b] (inner x cols) */
+    int32_t lhs_batch_stride, rhs_batch_stride;
+    int32_t rhs_row_stride, rhs_col_stride; /* adj_y handled by strides */
+    int32_t lhs_offset, rhs_offset, out_offset, mult, shift, act_min, act_max;
+} ef_bmm_params;
+
+typedef struct {
+    int32_t count;
+} ef_unary_params;
+
+int ef_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out, int16_t *scratch);
+int ef_depthwise_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out);
+int ef_fully_connected(const ef_fc_params *p, const int8_t *in, int8_t *out, int16_t *scratch);
+int ef_add(const ef_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+int ef_mul(const ef_mul_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+int ef_f32_binary(const ef_f32_binary_params *p, const float *in1, const float *in2, float *out);
+int ef_max_pool_2d(const ef_pool_params *p, const int8_t *in, int8_t *out);
+int ef_average_pool_2d(const ef_pool_params *p, const int8_t *in, int8_t *out);
+int ef_mean(const ef_mean_params *p, const int8_t *in, int8_t *out);
+int ef_mean_f32(const ef_mean_params *p, const float *in, float *out);
+int ef_pad(const ef_pad_params *p, const void *in, void *out);
+int ef_quantize(const ef_qdq_params *p, const float *in, int8_t *out);
+int ef_requantize(const ef_qdq_params *p, const int8_t *in, int8_t *out);
+int ef_dequantize(const ef_qdq_params *p, const int8_t *in, float *out);
+int ef_gather(const ef_gather_params *p, const void *in, void *out);   /* TRANSPOSE, SLICE */
+int ef_softmax_f32(const ef_softmax_params *p, const float *in, float *out);
+int ef_batch_matmul(const ef_bmm_params *p, const int8_t *lhs, const int8_t *rhs, int8_t *out);
+int ef_batch_matmul_f32(const ef_bmm_params *p, const float *lhs, const float *rhs, float *out);
+int ef_rsqrt_f32(const ef_unary_params *p, const float *in, float *out);
+void ef_copy(void *dst, const void *src, int32_t n);
+
+/* Walks the output index space of a broadcast op, returning input element offsets. */
+static inline void ef_bcast_offsets(const ef_bcast *b, int32_t *idx, int32_t *o1, int32_t *o2) {
+    int d;
+    for (d = b->ndim - 1; d >= 0; --d) {
+        idx[d]++;
+        *o1 += b->stride1[d];
+        *o2 += b->stride2[d];
+        if (idx[d] < b->shape[d]) return;
+        *o1 -= b->stride1[d] * b->shape[d];
+        *o2 -= b->stride2[d] * b->shape[d];
+        idx[d] = 0;
+    }
+}
+
+static inline int32_t ef_read32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+#endif /* EF_RUNTIME_H */

@@ -1,0 +1,36 @@
+/* FULLY_CONNECTED, int8 (TFLite reference_integer_ops::FullyConnected / FullyConnectedPerChannel semantics). */
+#include "ef_quant.h"
+#include "ef_runtime.h"
+#include "ef_matmul.h"
+
+int ef_fully_connected(const ef_fc_params *p, const int8_t *in, int8_t *out, int16_t *scratch) {
+    int32_t b, o, i;
+#if defined(EF_PACKED)
+    if (p->filter_offset == 0) {
+        const int32_t k = p->in_c, k4 = k & ~3;
+        for (b = 0; b < p->batches; b += 2) {
+            const int two = b + 1 < p->batches;
+            ef_col_fill(scratch, 0, k4, in + b * k, k, p->in_offset);
+            if (two) ef_col_fill(scratch + k, 0, k4, in + (b + 1) * k, k, p->in_offset);
+            ef_mm_cols(p->weights, p->out_c, k, scratch, two ? scratch + k : (const int16_t *)0, p->bias, p->mult,
+                       p->shift, p->per_channel, p->out_offset, p->act_min, p->act_max, out + b * p->out_c,
+                       two ? out + (b + 1) * p->out_c : out);
+        }
+        return 0;
+    }
+#endif
+    (void)scratch;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *x = in + b * p->in_c;
+        for (o = 0; o < p->out_c; ++o) {
+            const int8_t *w = p->weights + o * p->in_c;
+            const int32_t q = p->per_channel ? o : 0;
+            int32_t acc = 0;
+            for (i = 0; i < p->in_c; ++i) acc += (x[i] + p->in_offset) * (w[i] + p->filter_offset);
+            if (p->bias) acc += p->bias[o];
+            acc = ef_mbqm(acc, p->mult[q], p->shift[q]) + p->out_offset;
+            out[b * p->out_c + o] = (int8_t)ef_clamp(acc, p->act_min, p->act_max);
+        }
+    }
+    return 0;
+}

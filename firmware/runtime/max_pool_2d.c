@@ -1,0 +1,26 @@
+/* MAX_POOL_2D, int8 (TFLite reference_integer_ops::MaxPool semantics). Raster order, reads before writes. */
+#include "ef_quant.h"
+#include "ef_runtime.h"
+
+int ef_max_pool_2d(const ef_pool_params *p, const int8_t *in, int8_t *out) {
+    int32_t oy, ox, c, ky, kx;
+    for (oy = 0; oy < p->out_h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_t;
+        const int32_t ky0 = iy0 < 0 ? -iy0 : 0, ky1 = p->k_h < p->in_h - iy0 ? p->k_h : p->in_h - iy0;
+        for (ox = 0; ox < p->out_w; ++ox) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_l;
+            const int32_t kx0 = ix0 < 0 ? -ix0 : 0, kx1 = p->k_w < p->in_w - ix0 ? p->k_w : p->in_w - ix0;
+            int8_t *o = out + (oy * p->out_w + ox) * p->c;
+            for (c = 0; c < p->c; ++c) {
+                int32_t m = -128;
+                for (ky = ky0; ky < ky1; ++ky)
+                    for (kx = kx0; kx < kx1; ++kx) {
+                        const int32_t v = in[((iy0 + ky) * p->in_w + ix0 + kx) * p->c + c];
+                        if (v > m) m = v;
+                    }
+                o[c] = (int8_t)ef_clamp(m, p->act_min, p->act_max);
+            }
+        }
+    }
+    return 0;
+}

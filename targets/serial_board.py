@@ -1,0 +1,112 @@
+"""What the two USB boards share: PlatformIO build, serial benchmark run with bounded retries.
+
+The board runs the benchmark once at start-up and again whenever it receives 'B'. The host opens the port,
+asks for a run, and reads one EF1 report (targets/protocol.py); records from a run already in progress when we
+attached are stale and ignored. No answer -> ask again (bounded); the port vanishes -> wait for it to come back
+(bounded) and ask again; then a DeviceError that says what happened.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from edgefold.targets import fit, mcu, platformio, usb
+from edgefold.targets.base import BenchResult, BuildResult, FitReport, FlashResult, Target
+from edgefold.targets.fit import BoardBudget
+from edgefold.targets.protocol import BenchParser, read_bench
+from edgefold.targets.serial_link import LinkClosed, LinkTimeout, SerialLink
+
+from edgefold.errors import DeviceError, EdgefoldError
+from edgefold.fsutil import ensure_dir, write_json
+
+
+class SerialBoardTarget(Target):
+    budgets: dict[str, BoardBudget]
+    dtr: bool = True
+    rts: bool = True
+
+    def __init__(self, port: str | None = None, retries: int = 2, idle_timeout_s: float = 30.0,
+                 open_timeout_s: float = 10.0, upload: str = "pio", offline: bool | None = None,
+                 build_timeout_s: float = 1800.0, **_: object) -> None:
+        self.port = port
+        self.retries = max(0, int(retries))
+        self.idle_timeout_s = float(idle_timeout_s)
+        self.open_timeout_s = float(open_timeout_s)
+        self.upload = upload
+        self.offline = offline
+        self.build_timeout_s = float(build_timeout_s)
+
+    def _check_backend(self, backend: str) -> None:
+        if backend not in self.spec.backends:
+            raise EdgefoldError(f"{self.spec.name} runs backends {', '.join(self.spec.backends)}, not {backend!r}")
+
+    def fit_check(self, build_input: Path, backend: str, ratio: float | None = None) -> FitReport:
+        self._check_backend(backend)
+        build_input = Path(build_input)
+        fp = fit.footprint(build_input, backend)
+        r = fit.current_ratio(build_input) if ratio is None else ratio
+        return fit.check(self.spec, self.budgets[backend], fp, r)
+
+    def generate(self, build_input: Path, out_dir: Path, backend: str, runs: int, warmup: int
+                 ) -> tuple[Path, mcu.FirmwareInputs]:
+        """The PlatformIO project (no build): what `build` compiles, and what the tests check offline."""
+        self._check_backend(backend)
+        if runs < 1 or warmup < 0:
+            raise EdgefoldError("runs must be >= 1 and warmup >= 0")
+        out_dir = ensure_dir(out_dir)
+        fw = mcu.prepare(Path(build_input), out_dir / "gen", backend)
+        proj = platformio.generate(self.spec.name, fw, out_dir / "project", backend, runs, warmup)
+        return proj, fw
+
+    def build(self, build_input: Path, out_dir: Path, backend: str, runs: int, warmup: int) -> BuildResult:
+        proj, fw = self.generate(build_input, out_dir, backend, runs, warmup)
+        b = platformio.build(proj, self.spec.name, self.build_timeout_s, self.offline)
+        meta = {"model_id": fw.header.model_id, "input_crc": fw.input_crc, "backend": backend, "runs": runs,
+                "warmup": warmup, "project": str(proj), "ram_total": b.ram_total, "flash_total": b.flash_total,
+                "arena_bytes": fw.header.arena_bytes, "macs": fw.header.macs,
+                "sizes_note": "PlatformIO static sizes (size -A); heap/PSRAM arenas are reported by the firmware"}
+        write_json(Path(out_dir) / "build.json", meta)
+        return BuildResult(artifact=b.firmware, static_ram=b.static_ram, flash=b.flash, log=proj / "build.log",
+                           extra=meta)
+
+    # -- run
+    def _open(self, port: str) -> SerialLink:
+        return SerialLink.open_serial(port, 115200, self.open_timeout_s, dtr=self.dtr, rts=self.rts)
+
+    def _redetect(self, port: str) -> str:
+        """After a vanished port: the same path if it came back, else the one board of this kind attached."""
+        deadline = time.monotonic() + self.open_timeout_s
+        while time.monotonic() < deadline:
+            if Path(port).exists():
+                return port
+            found = usb.find(self.spec.name, modes=None)
+            if len(found) == 1:
+                return found[0].port
+            time.sleep(0.25)
+        raise LinkClosed(f"{self.spec.name}: port {port} vanished and did not come back within "
+                         f"{self.open_timeout_s:g} s")
+
+    def run_benchmark(self, build: BuildResult, flashed: FlashResult, timeout_s: float) -> BenchResult:
+        port = flashed.port or usb.pick_port(self.spec.name, self.port)
+        attempts, errors = self.retries + 1, []
+        for attempt in range(1, attempts + 1):
+            parser = BenchParser(expect_model=build.extra.get("model_id"), expect_backend=build.extra.get("backend"),
+                                 expect_input_crc=build.extra.get("input_crc"))
+            try:
+                with self._open(port) as link:
+                    link.write(b"B\n")  # ask for a run (the start-up run may have gone by before we opened)
+                    res = read_bench(link, min(self.idle_timeout_s, timeout_s), timeout_s, parser)
+                res.extra["attempts"] = attempt
+                res.extra["port"] = port
+                return res
+            except LinkClosed as e:
+                errors.append(str(e))
+                if attempt < attempts:
+                    port = self._redetect(port)
+            except LinkTimeout as e:
+                errors.append(str(e))
+            except DeviceError as e:
+                # reset mid-run, corrupted report, device-side error: retrying once more is cheap and bounded
+                errors.append(str(e))
+        raise DeviceError(f"{self.spec.name}: {errors[-1]} ({attempts} attempt{'s' if attempts > 1 else ''})")

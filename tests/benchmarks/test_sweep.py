@@ -1,0 +1,120 @@
+"""The fold-vs-prune sweep script: quick size end to end, resume after a real interruption, and the Ray path.
+
+The quick sweep runs once per session (a subprocess, interrupted by SIGINT part way, then resumed); the Ray test
+reuses its cache to check that a Ray run computes the very same records.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgefold.sweep.cache import Cache
+from edgefold.sweep.plan import Plan, quick_plan
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "sweep.py"
+
+
+def _cmd(cache: Path, out: Path, stats: Path) -> list[str]:
+    return [sys.executable, str(SCRIPT), "--quick", "--jobs", "2", "--cache", str(cache), "--out", str(out),
+            "--stats-json", str(stats)]
+
+
+@pytest.fixture(scope="session")
+def quick_sweep(tmp_path_factory):
+    """Run the quick sweep, interrupt it once some results are cached, then resume it to the end."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    cache, out = tmp / "cache", tmp / "out"
+    plan = quick_plan()
+    total = len(plan.evals())
+    p = subprocess.Popen(_cmd(cache, out, tmp / "s1.json"), cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 150
+    while Cache(cache).count() < 8 and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert p.poll() is None, f"sweep ended before it could be interrupted:\n{p.communicate()[0]}"
+    p.send_signal(signal.SIGINT)
+    out1 = p.communicate(timeout=60)[0]
+    first = json.loads((tmp / "s1.json").read_text())
+    after_first = Cache(cache).count()
+    ckpts_first = len(list((cache / "checkpoints").glob("*.json")))
+    r2 = subprocess.run(_cmd(cache, out, tmp / "s2.json"), cwd=ROOT, capture_output=True, text=True, timeout=240)
+    second = json.loads((tmp / "s2.json").read_text())
+    return {"plan": plan, "total": total, "cache": cache, "out": out, "rc1": p.returncode, "out1": out1,
+            "first": first, "after_first": after_first, "ckpts_first": ckpts_first, "r2": r2, "second": second}
+
+
+def test_interrupted_sweep_keeps_finished_results(quick_sweep):
+    q = quick_sweep
+    assert q["rc1"] == 130, q["out1"]
+    assert "resume with" in q["out1"]
+    assert q["first"]["interrupted"] is True
+    assert 8 <= q["after_first"] < q["total"]
+    # what the first run reports as done is exactly what the cache holds, and no temp file is left behind
+    assert q["first"]["evaluated"] == q["after_first"]
+    assert not list(q["cache"].rglob("*.tmp"))
+    for f in q["cache"].rglob("*.json"):
+        json.loads(f.read_text())
+
+
+def test_resume_reuses_cached_results(quick_sweep):
+    q = quick_sweep
+    assert q["r2"].returncode == 0, q["r2"].stdout + q["r2"].stderr
+    s = q["second"]
+    assert s["cached"] == q["after_first"]
+    assert s["evaluated"] == q["total"] - q["after_first"]
+    assert s["trained"] == len(q["plan"].checkpoints) - q["ckpts_first"]
+    assert s["failed"] == 0 and not s["interrupted"]
+    assert Cache(q["cache"]).count() == q["total"]
+
+
+def test_quick_sweep_outputs(quick_sweep):
+    q = quick_sweep
+    summary = json.loads((q["out"] / "quick_summary.json").read_text())
+    assert summary["configs_done"] == q["total"]
+    assert summary["checkpoints_complete"] == len(q["plan"].checkpoints)
+    cells = {(t["method"], t["ratio"], t["repair"]): t for t in summary["table"]}
+    assert all(c["n"] == len(q["plan"].checkpoints) for c in cells.values())
+    assert all(0 <= c["mean_accuracy"] <= 100 for c in cells.values())
+    wins = {(w["ratio"], w["repair"]) for w in summary["fold_vs_mag1"]}
+    assert wins == {(r, rep) for r in q["plan"].ratios for rep in q["plan"].repairs}
+    th = summary["theorem"]
+    assert th["groups"] > 0 and th["fold_k1_le_prune_k"] == th["groups"]  # the theorem: must be 100%
+    rows = (q["out"] / "quick_sweep.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + q["total"]
+    for png in ("quick_fold_vs_mag1_scatter.png", "quick_fold_minus_mag1_bars.png"):
+        assert (q["out"] / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (q["out"] / "quick_sweep.md").read_text()
+    assert "| fold | repair |" in md and "Theorem check" in md
+    # compressed models really are smaller
+    rec = Cache(q["cache"]).get(q["plan"].evals_for(q["plan"].checkpoints[0])[0].key())
+    assert rec["params_after"] < rec["params_before"]
+
+
+def test_ray_sweep_matches_local(quick_sweep, tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is the optional extra edgefold[ray]")
+    from edgefold.sweep.runner import run_ray
+
+    q = quick_sweep
+    ck = q["plan"].checkpoints[0]
+    plan = Plan([ck], methods=("fold", "mag1"), ratios=(0.5,), repairs=("none", "repair"), name="raytest")
+    cache = Cache(tmp_path / "cache")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, address="local")
+    try:
+        s = run_ray(plan, cache)  # trains the checkpoint in a task, one task per configuration
+        again = run_ray(plan, cache)
+    finally:
+        ray.shutdown()
+    assert (s.trained, s.evaluated, s.failed, s.cached) == (1, 4, 0, 0), s.errors
+    assert (again.trained, again.evaluated, again.cached) == (0, 0, 4)
+    local = Cache(q["cache"])
+    for ev in plan.evals():
+        a, b = cache.get(ev.key()), local.get(ev.key())
+        assert a["accuracy"] == b["accuracy"] and a["params_after"] == b["params_after"], ev

@@ -1,0 +1,83 @@
+"""Shared by the runtime/codegen tests: exported zoo models (cached per session), quantised digits inputs,
+host builds of the generated C, and the TFLM reference."""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+BUILD_DIR = Path(os.environ.get("EF_TEST_BUILD_DIR") or tempfile.mkdtemp(prefix="ef-runtime-tests-"))
+CALIB_N = 64
+
+
+def export(model: torch.nn.Module, shape: tuple[int, ...], calib: torch.Tensor | None = None) -> bytes:
+    """The project's int8 TFLite exporter; models it rejects as not full-integer (float islands, e.g. the ViT's
+    LayerNorm) go through the same conversion without that gate: the runtime covers mixed graphs too."""
+    from edgefold.compiler import data
+    from edgefold.compiler.export.tflite import convert_int8, export_tflite_int8
+    from edgefold.errors import EdgefoldError
+
+    calib = data.calibration_batch(shape, CALIB_N) if calib is None else calib
+    try:
+        return export_tflite_int8(model, calib[:1].contiguous(), calib)
+    except EdgefoldError as e:
+        if "stays float" not in str(e):
+            raise
+        return convert_int8(model, calib[:1].contiguous(), calib)
+
+
+@functools.lru_cache(maxsize=None)
+def zoo_blob(name: str, fold_ratio: float | None = None) -> bytes:
+    from edgefold.compiler import data, zoo
+
+    shape = zoo.input_shape(name)
+    model = zoo.build(name).eval()
+    if fold_ratio:
+        from edgefold.compiler.compress import compress
+
+        calib = data.calibration_batch(shape, CALIB_N)
+        model, _ = compress(model, calib[:1].contiguous(), method="fold", ratio=fold_ratio, repair="repair",
+                            calib_data=calib)
+    return export(model, shape)
+
+
+def io_params(blob: bytes) -> tuple[float, int, tuple[int, ...]]:
+    from edgefold.compiler.codegen import reader
+
+    g = reader.read(blob)
+    t = g.tensors[g.inputs[0]]
+    return t.scale, t.zero_point, t.shape
+
+
+def digits_inputs(blob: bytes, n: int) -> np.ndarray:
+    """The first n digits test images, NHWC, quantised with the model's input scale / zero point."""
+    from edgefold.compiler import data
+
+    scale, zp, shape = io_params(blob)
+    nchw = (1, shape[3], shape[1], shape[2])
+    x = data.load(nchw, "test").x[:n].permute(0, 2, 3, 1).numpy()
+    return np.clip(np.round(x / scale) + zp, -128, 127).astype(np.int8)
+
+
+def host_model(blob: bytes, variant: str = "packed"):
+    """Generate C for blob and load its host build (runtime objects compiled once per session)."""
+    import hashlib
+
+    from edgefold.compiler.codegen import generate
+    from edgefold.compiler.codegen.host import build_model
+
+    d = BUILD_DIR / ("gen-" + hashlib.sha256(blob).hexdigest()[:16])
+    if not (d / "model.c").exists():
+        generate(blob, d)
+    return build_model(d, BUILD_DIR, variant)
+
+
+def tflm(blob: bytes, x: np.ndarray) -> np.ndarray:
+    from edgefold.compiler.check.tflm import tflm_invoke
+
+    return np.asarray(tflm_invoke(blob, x)).reshape(len(x), -1)

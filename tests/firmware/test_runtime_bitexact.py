@@ -1,0 +1,45 @@
+"""The host-compiled edgefold runtime gives exactly TFLM's int8 outputs on the zoo models (digits test images).
+
+Default run (CI budget): resnet8, dscnn, mobilenetv1_025 and vit_tiny, uncompressed, plus resnet8 and dscnn folded
+at r=0.5, 100 inputs each, through both kernel variants (portable C and the Cortex-M4 SMLAD path with the DSP
+instructions emulated). EDGEFOLD_FULL_BITEXACT=1 adds vgg11_bn, resnet18 and every folded model (minutes: TFLM's
+reference kernels need ~1 s per ResNet-18 inference on this host)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from _ef_runtime_support import digits_inputs, host_model, tflm, zoo_blob
+
+FULL = os.environ.get("EDGEFOLD_FULL_BITEXACT") == "1"
+N_INPUTS = 100
+
+CASES = [("resnet8", None), ("dscnn", None), ("mobilenetv1_025", None), ("vit_tiny", None), ("resnet8", 0.5),
+         ("dscnn", 0.5)]
+FULL_CASES = [("vgg11_bn", None), ("resnet18", None), ("mobilenetv1_025", 0.5), ("vit_tiny", 0.5),
+              ("vgg11_bn", 0.5), ("resnet18", 0.5)]
+
+
+def _check(name: str, ratio: float | None) -> None:
+    blob = zoo_blob(name, ratio)
+    x = digits_inputs(blob, N_INPUTS)
+    assert len(x) == N_INPUTS
+    ref = tflm(blob, x)
+    for variant in ("portable", "packed"):
+        ours = host_model(blob, variant).run(x)
+        bad = np.flatnonzero((ours != ref).any(axis=1))
+        assert bad.size == 0, (f"{name} (fold {ratio}) {variant}: {bad.size}/{len(x)} inputs differ from TFLM, "
+                               f"first #{bad[:1]}: {ours[bad[:1]]} vs {ref[bad[:1]]}")
+
+
+@pytest.mark.parametrize("name,ratio", CASES, ids=[f"{n}-{'fold' if r else 'base'}" for n, r in CASES])
+def test_zoo_bit_exact(name: str, ratio: float | None) -> None:
+    _check(name, ratio)
+
+
+@pytest.mark.skipif(not FULL, reason="set EDGEFOLD_FULL_BITEXACT=1 (several minutes)")
+@pytest.mark.parametrize("name,ratio", FULL_CASES, ids=[f"{n}-{'fold' if r else 'base'}" for n, r in FULL_CASES])
+def test_zoo_bit_exact_full(name: str, ratio: float | None) -> None:
+    _check(name, ratio)

@@ -1,0 +1,146 @@
+"""Generated PlatformIO projects for nano33ble and esp-eye: `pio project config` passes offline, their C sources
+(harness + runtime + model) compile and run on the host with the host board layer and compute what the host
+computes; fit checks; missing toolchains give a one-line hint."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+from edgefold.targets import fit, platformio, registry
+from edgefold.targets.esp_eye import EspEyeTarget
+from edgefold.targets.harness import BOARDS_DIR, HARNESS_DIR, default_input
+from edgefold.targets.nano33ble import Nano33BleTarget
+from edgefold.targets.protocol import BenchParser
+
+from edgefold.errors import EdgefoldError, ToolchainMissing
+
+HERE = Path(__file__).parent
+TINY = HERE / "data" / "tiny_int8.tflite"
+
+
+@pytest.fixture(scope="module")
+def build_input(tmp_path_factory):
+    bi = tmp_path_factory.mktemp("bi") / "build-input"
+    (bi / "codegen").mkdir(parents=True)
+    for f in ("model.c", "model.h"):
+        shutil.copy(HERE / "c" / f, bi / "codegen" / f)
+    shutil.copy(TINY, bi / "model_int8.tflite")
+    return bi
+
+
+def _reference(x: bytes) -> bytes:
+    from test_qemu_harness import reference_output
+
+    return reference_output(x)
+
+
+@pytest.mark.parametrize("target_cls,platform,board", [(Nano33BleTarget, "nordicnrf52", "nano33ble"),
+                                                       (EspEyeTarget, "espressif32", "esp32cam")])
+@pytest.mark.parametrize("backend", ["edgefold", "tflm"])
+def test_project_config_offline(build_input, tmp_path, target_cls, platform, board, backend):
+    proj, fw = target_cls().generate(build_input, tmp_path, backend, runs=3, warmup=1)
+    cfg = platformio.project_config(proj)
+    env = cfg[f"env:{target_cls.spec.name}"]
+    fw_ = env["framework"]
+    assert env["platform"] == platform and env["board"] == board and "arduino" in ([fw_] if isinstance(fw_, str)
+                                                                                   else fw_)
+    flags = " ".join(env["build_flags"]) if isinstance(env["build_flags"], list) else env["build_flags"]
+    assert "-DEF_RUNS=3" in flags and "-DEF_WARMUP=1" in flags
+    if board == "esp32cam":
+        assert "-DCAMERA_MODEL_ESP_EYE" in flags and "-DBOARD_HAS_PSRAM" in flags
+    libs = env.get("lib_deps", [])
+    assert (platformio.TFLM_LIB in libs) == (backend == "tflm")
+    src = {p.name for p in (proj / "src").iterdir()}
+    assert {"main.cpp", "board.cpp", "harness.c", "ef_proto.c", "input.h", "model.h"} <= src
+    if backend == "tflm":
+        assert {"ef_tflm.cpp", "ef_tflm_ops.h", "model_int8_tflite.c"} <= src
+        ops = (proj / "src" / "ef_tflm_ops.h").read_text()
+        assert "AddDepthwiseConv2D" in ops and "AddMean" in ops and "AddFullyConnected" in ops
+        assert "EF_TFLM_NUM_OPS 3" in ops  # exactly the model's ops
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no host gcc")
+def test_generated_sources_compile_and_run_on_the_host(build_input, tmp_path):
+    proj, fw = Nano33BleTarget().generate(build_input, tmp_path, "edgefold", runs=3, warmup=1)
+    # the project's C sources + the host board layer and the bare-metal main (the Arduino main.cpp needs Arduino)
+    srcs = sorted(str(p) for p in (proj / "src").glob("*.c")) + [str(BOARDS_DIR / "host" / "board.c"),
+                                                               str(HARNESS_DIR / "main.c")]
+    exe = tmp_path / "fw"
+    r = subprocess.run(["gcc", "-std=c99", "-O1", "-Wall", "-Werror", "-Wno-unused-function", "-DEF_RUNS=3",
+                        "-DEF_WARMUP=1", f"-I{proj / 'src'}", *srcs, "-o", str(exe)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=20).stdout
+    p = BenchParser(expect_model=fw.header.model_id, expect_input_crc=fw.input_crc)
+    for line in out.splitlines():
+        p.feed(line)
+    r = p.result()
+    assert r.output == _reference(default_input(96)) and r.output_crc == zlib.crc32(r.output) and r.runs == 3
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no host gcc")
+def test_tflm_project_c_sources_compile(build_input, tmp_path):
+    proj, fw = EspEyeTarget().generate(build_input, tmp_path, "tflm", runs=2, warmup=0)
+    src = proj / "src"
+    for c in ("harness.c", "ef_proto.c", "model_int8_tflite.c"):
+        subprocess.run(["gcc", "-std=c99", "-fsyntax-only", "-Wall", "-Werror", f"-I{src}", str(src / c)],
+                       check=True, capture_output=True)
+    assert fw.header.input_bytes == 64 and fw.header.output_bytes == 3 and fw.header.arena_bytes > 1792
+
+
+def test_offline_build_without_platform_is_toolchain_missing(build_input, tmp_path, monkeypatch):
+    monkeypatch.setenv("PLATFORMIO_CORE_DIR", str(tmp_path / "core"))
+    t = Nano33BleTarget(offline=True)
+    with pytest.raises(ToolchainMissing, match="pio pkg install -g -p nordicnrf52"):
+        t.build(build_input, tmp_path / "b", "edgefold", runs=1, warmup=0)
+
+
+def test_missing_platformio(monkeypatch, tmp_path):
+    monkeypatch.setattr(platformio.sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolchainMissing, match="pip install"):
+        platformio.pio_exe()
+
+
+def test_size_parsing():
+    log = ("RAM:   [=         ]  12.3% (used 32244 bytes from 262144 bytes)\n"
+           "Flash: [==        ]  19.4% (used 190600 bytes from 983040 bytes)\n")
+    assert platformio.parse_sizes(log) == (32244, 190600, 262144, 983040)
+
+
+def test_fit_check_and_ratio_suggestion(build_input):
+    rep = Nano33BleTarget().fit_check(build_input, "tflm")
+    assert rep.fits and rep.flash_needed < rep.flash_available
+    spec = Nano33BleTarget.spec
+    budget = Nano33BleTarget.budgets["edgefold"]
+    big = fit.Footprint(weights=2_000_000, model_bytes=2_000_000, arena=150_000, arena_source="test")
+    rep = fit.check(spec, budget, big, ratio=0.0)
+    assert not rep.fits and "needs" in rep.message and "nano33ble has 960 KB Flash / 256 KB RAM" in rep.message
+    r = fit.suggest_ratio(big, budget, spec, 0.0)
+    assert r is not None and f"try --ratio {r:.2f}" in rep.message
+
+    def scaled(ratio):  # the first-order model the suggestion is based on
+        k = 1 - ratio
+        return fit.Footprint(int(big.weights * k * k), int(big.model_bytes * k * k), int(big.arena * k), "")
+
+    assert fit.check(spec, budget, scaled(r)).fits and not fit.check(spec, budget, scaled(r - 0.05)).fits
+    huge = fit.Footprint(weights=10**9, model_bytes=10**9, arena=10**6, arena_source="")
+    assert "try --ratio" in fit.check(spec, budget, huge).message or "no compression" in \
+        fit.check(spec, budget, huge).message
+
+
+def test_registry():
+    assert {"nano33ble", "esp-eye", "nano33ble-qemu"} <= set(registry.names())
+    assert registry.get_target("nano33ble", port="/dev/null").port == "/dev/null"
+    with pytest.raises(EdgefoldError, match="unknown target"):
+        registry.get_target("arduino-uno")
+    with pytest.raises(EdgefoldError, match="runs backends"):
+        Nano33BleTarget().fit_check(Path("."), "onnxruntime")
+
+
+def test_targets_command(cli):
+    rc, out, err = cli("targets", "--no-usb")
+    assert rc == 0 and "nano33ble-qemu" in out and "esp-eye" in out and "2341:805a" in out
