@@ -1,4 +1,4 @@
-# edgefold: `make demo` runs the main job on the embedded default, `make test` runs the whole suite.
+# edgefold: `make demo` trains, folds and deploys resnet8 to the emulated Nano 33 BLE (QEMU), `make test` runs the whole suite.
 # Both install what they need (Debian packages, a venv with torch==2.13.0 first, then the package).
 
 PYTHON ?= python3
@@ -27,7 +27,9 @@ demo: venv debian
 	@mkdir -p $(RUNS)
 	@[ -f $(RUNS)/resnet8.pt ] || $(BIN)/edgefold train --model resnet8 --out $(RUNS)/resnet8.pt
 	$(BIN)/edgefold compress --model resnet8 --weights $(RUNS)/resnet8.pt --method fold --ratio 0.5 \
-		--repair ar --out $(RUNS)/demo
+		--repair ar --out $(RUNS)/demo-compress
+	$(BIN)/edgefold deploy --target nano33ble-qemu --model resnet8 --weights $(RUNS)/resnet8.pt \
+		--method fold --ratio 0.5 --repair ar --out $(RUNS)/demo
 
 test: venv debian
 	$(BIN)/ruff check .

@@ -41,7 +41,7 @@ def timed(fn, runs: int) -> tuple[list[float], list[float]]:
 
 
 def embedding(w: torch.Tensor) -> torch.Tensor:
-    """Rows with the same pairwise distances as w's (float64, rank ≤ n)."""
+    """Rows with the same pairwise distances as w's (float64, rank ≤ n): the same k-means problem."""
     x = w.double()
     x = x - x.mean(0, keepdim=True)
     evals, evecs = torch.linalg.eigh(x @ x.T)
@@ -52,6 +52,7 @@ def embedding(w: torch.Tensor) -> torch.Tensor:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="resnet18")
+    ap.add_argument("--weights", help="optional state_dict / edgefold checkpoint for --model (default: seeded init)")
     ap.add_argument("--ratio", type=float, default=0.5)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: see README)")
@@ -61,6 +62,10 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     model = zoo.build(args.model).eval()
+    if args.weights:
+        from edgefold.compiler.checkpoint import ModelSpec, load_model
+
+        model = load_model(args.weights, ModelSpec(name=args.model)).model.eval()
     x = torch.randn(zoo.input_shape(args.model), generator=torch.Generator().manual_seed(0))
     compress(model, x, "fold", args.ratio)  # warm-up (first-call allocations, lazy imports)
     res: dict = {}
@@ -127,8 +132,9 @@ def main() -> int:
     if args.append:
         path = Path(__file__).resolve().parent / "RESULTS.md"
         cmd = "python " + " ".join(["benchmarks/compress_speed.py", *sys.argv[1:]])
+        weights = f"weights {args.weights}" if args.weights else "seeded random weights"
         text = (f"\n## Compression speed\n\n`{cmd}` ({time.strftime('%Y-%m-%d %H:%M')}, {args.model}, ratio "
-                f"{args.ratio}, seeded random weights)\n\n" + "\n".join(lines) + "\n")
+                f"{args.ratio}, {weights})\n\n" + "\n".join(lines) + "\n")
         with open(path, "a", encoding="utf-8") as f:  # append-only: other sections belong to other benchmarks
             f.write(text)
         console.print(f"appended to {path}")

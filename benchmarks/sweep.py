@@ -31,7 +31,7 @@ console = Console(highlight=False)
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="CI size: 4 checkpoints x 2 epochs, ratios 0.3 and 0.5")
+    p.add_argument("--quick", action="store_true", help="CI size: 4 checkpoints x 1 epoch, ratios 0.3 and 0.5")
     p.add_argument("--checkpoints", type=int, default=120, help="full plan: number of checkpoints (default 120)")
     p.add_argument("--epochs", type=int, default=6, help="full plan: training epochs per checkpoint (default 6)")
     p.add_argument("--jobs", type=int, default=None, help="local worker processes (default: all cores)")

@@ -194,8 +194,8 @@ def target_info(name: str) -> dict[str, Any] | None:
     try:  # the registry may not exist yet; its spec (usb ids, emulated) wins when it does
         from edgefold.targets import registry  # type: ignore[attr-defined]
 
-        get = getattr(registry, "get", None) or getattr(registry, "get_target", None)
-        spec = getattr(get(name), "spec", None) if get else None
+        spec_of = getattr(registry, "spec", None)  # the class's spec: nothing is instantiated or connected
+        spec = spec_of(name) if callable(spec_of) else None
         if spec is not None:
             if getattr(spec, "emulated", False):
                 info["kind"] = "twin"
@@ -640,7 +640,7 @@ class GateResult:
 
 
 def _fmt_lat(v: float, unit: str) -> str:
-    return f"{v:,.0f} {unit}" if unit == "instructions" else f"{v:.4g} {unit}"
+    return f"{v:,.0f} {unit}" if unit == "instructions" else f"{v:,.4g} {unit}"
 
 
 def _to_ms(v: float, unit: str) -> float | None:
@@ -1004,6 +1004,8 @@ def write_outputs(run: HilRun, matrix: Matrix, junit: str | os.PathLike | None =
 
 
 def _num(v: Any, fmt: str = "{:,}") -> str:
+    if isinstance(v, float) and v.is_integer() and fmt == "{:,}":
+        v = int(v)  # counts arrive as medians (floats); 18,073,960 reads better than 18,073,960.0
     return fmt.format(v) if isinstance(v, int | float) and not isinstance(v, bool) else "–"
 
 
@@ -1080,8 +1082,9 @@ def summary_markdown(run: HilRun) -> str:
         res = (o.record or {}).get("result") or {}
         acc = res.get("accuracy") or {}
         notes = o.reason if o.status != PASSED else "; ".join(g.message for g in o.gates if g.name == "latency")
+        dev = o.lane + (" (twin)" if res.get("emulated") else "")
         lines.append("| " + " | ".join([
-            _ICON[o.status] + " " + o.status, f"`{o.cell.id}`", _md(res.get("device") or o.lane),
+            _ICON[o.status] + " " + o.status, f"`{o.cell.id}`", _md(dev),
             _latency_text(res), _num(res.get("instructions")), _num((res.get("ram") or {}).get("total")),
             _num(res.get("flash")), _num(acc.get("agreement"), "{:.1f}%"), _num(acc.get("int8"), "{:.1f}%"),
             _md(notes)]) + " |")

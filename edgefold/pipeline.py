@@ -197,6 +197,9 @@ def deploy(cfg: DeployConfig, progress: Progress | None = None) -> dict[str, Any
     model, comp = _compress_stage(cfg, loaded, calib, out)
     done("compress")
 
+    if target.spec.kind == "mcu":
+        early_fit_check(target.spec, comp, cfg.ratio)
+
     timed("export", "export")
     bdir = out / "build-input"
     info = prepare_build_input(model, shape, target.spec.kind, cfg.backend, bdir, calib, loaded.spec.label, progress)
@@ -223,6 +226,21 @@ def deploy(cfg: DeployConfig, progress: Progress | None = None) -> dict[str, Any
     result["wall_seconds"] = round(time.perf_counter() - t_start, 3)
     write_json(out / "result.json", result)
     return result
+
+
+def early_fit_check(spec, comp: dict[str, Any], ratio: float) -> None:
+    """Before minutes of export: int8 weights alone (one byte per parameter) must fit the device's Flash.
+    The exact check (arena, code size, the linker) comes after export; this only stops hopeless cases early."""
+    import math
+
+    weights = int(comp.get("params_after") or 0)
+    if weights <= spec.flash_bytes:
+        return
+    keep = (1.0 - ratio) * math.sqrt(spec.flash_bytes * 0.9 / weights)  # weights scale ~ (1-r)^2
+    sug = math.ceil((1.0 - keep) * 20) / 20
+    hint = f"; try --ratio {sug:.2f}" if sug < 0.96 else "; no ratio would fit: choose a smaller model"
+    raise EdgefoldError(f"model does not fit: needs at least {weights / 1024:,.0f} KB Flash for its int8 weights "
+                        f"alone, {spec.name} has {spec.flash_bytes / 1024:,.0f} KB Flash{hint}")
 
 
 def output_match(bench, bdir: Path, kind: str) -> bool | None:

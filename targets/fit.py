@@ -29,6 +29,7 @@ class BoardBudget:
 
     flash_base: int  # framework + harness + runtime/interpreter code
     ram_base: int  # framework statics + harness + stack reserve
+    ram_limit: int | None = None  # where this backend's arena can live, when less than the device's RAM
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def current_ratio(build_input: Path) -> float:
 def suggest_ratio(fp: Footprint, budget: BoardBudget, spec: DeviceSpec, ratio: float) -> float | None:
     """Smallest ratio (step 0.05) that fits under the first-order scaling model; None if none would."""
     flash_room = spec.flash_bytes - budget.flash_base - max(0, fp.model_bytes - fp.weights)
-    ram_room = spec.ram_bytes - budget.ram_base
+    ram_room = _ram_available(spec, budget) - budget.ram_base
     if flash_room <= 0 or ram_room <= 0:
         return None
     keep = 1.0 - ratio
@@ -157,11 +158,18 @@ def suggest_ratio(fp: Footprint, budget: BoardBudget, spec: DeviceSpec, ratio: f
     return r if r < 0.96 else None
 
 
+def _ram_available(spec: DeviceSpec, budget: BoardBudget) -> int:
+    return min(spec.ram_bytes, budget.ram_limit) if budget.ram_limit else spec.ram_bytes
+
+
 def check(spec: DeviceSpec, budget: BoardBudget, fp: Footprint, ratio: float = 0.0) -> FitReport:
     flash = fp.model_bytes + budget.flash_base
     ram = fp.arena + budget.ram_base
-    fits = flash <= spec.flash_bytes and ram <= spec.ram_bytes
-    have = f"{spec.name} has {spec.flash_bytes / KB:,.0f} KB Flash / {spec.ram_bytes / KB:,.0f} KB RAM"
+    ram_avail = _ram_available(spec, budget)
+    fits = flash <= spec.flash_bytes and ram <= ram_avail
+    have = f"{spec.name} has {spec.flash_bytes / KB:,.0f} KB Flash / {ram_avail / KB:,.0f} KB RAM"
+    if ram_avail < spec.ram_bytes:
+        have += " for this backend"
     need = (f"needs {flash / KB:,.0f} KB Flash / {ram / KB:,.0f} KB RAM (estimate: model {fp.model_bytes / KB:,.0f} KB"
             f" + code {budget.flash_base / KB:,.0f} KB; arena {fp.arena / KB:,.0f} KB"
             f" + static {budget.ram_base / KB:,.0f} KB)")
@@ -173,4 +181,4 @@ def check(spec: DeviceSpec, budget: BoardBudget, fp: Footprint, ratio: float = 0
                 else "; no compression ratio would make it fit: choose a smaller model or a bigger target")
         msg = f"model does not fit: {need}, {have}{hint}"
     return FitReport(fits=fits, flash_needed=flash, ram_needed=ram, flash_available=spec.flash_bytes,
-                     ram_available=spec.ram_bytes, message=msg)
+                     ram_available=ram_avail, message=msg)

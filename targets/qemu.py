@@ -255,6 +255,10 @@ class QemuSession:
         self.elf = Path(elf)
         if not self.elf.is_file():
             raise EdgefoldError(f"no such ELF: {self.elf}")
+        with open(self.elf, "rb") as f:
+            if f.read(4) != b"\x7fELF":  # QEMU would load it as a raw image and lock up
+                raise EdgefoldError(f"{self.elf} is not an ELF file")
+        self._killed = False
         self.serial = serial
         self.fault = fault
         self.fault_after_lines = fault_after_lines
@@ -381,9 +385,22 @@ class QemuSession:
             raw.close()
 
     # -- stop
+    def exit_problem(self) -> str | None:
+        """Why QEMU stopped, if it stopped abnormally by itself (e.g. 'Lockup: can't escalate ...')."""
+        p = self.proc
+        if p is None or p.poll() is None or p.returncode == 0 or self._killed:
+            return None
+        err = ""
+        if self.serial == "tcp" and p.stderr is not None:
+            with contextlib.suppress(OSError, ValueError):
+                err = p.stderr.read().decode(errors="replace")
+        first = next((ln.strip() for ln in err.splitlines() if ln.strip()), "")
+        return f"qemu-system-arm stopped with exit code {p.returncode}" + (f": {first}" if first else "")
+
     def _kill(self) -> None:
         p = self.proc
         if p is not None and p.poll() is None:
+            self._killed = True
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(p.pid, signal.SIGKILL)  # our own process group (start_new_session)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -455,6 +472,10 @@ def run_elf(elf: str | os.PathLike, timeout_s: float = 30.0, serial: str = "tcp"
             try:
                 line = link.readline(min(left, 0.5))
             except LinkClosed:
+                session.wait_exit(2.0)
+                problem = session.exit_problem()
+                if problem:
+                    raise DeviceError(f"{Path(elf).name}: {problem}") from None
                 break
             if line is not None:
                 lines.append(line)
@@ -562,10 +583,16 @@ class NanoQemuTarget(Target):
             attempt += 1
             parser = BenchParser(expect_model=build.extra.get("model_id"), expect_backend=build.extra.get("backend"),
                                  expect_input_crc=build.extra.get("input_crc"))
+            session = QemuSession(build.artifact, serial=self.serial, fault=self.fault,
+                                  fault_after_lines=self.fault_after_lines)
             try:
-                with QemuSession(build.artifact, serial=self.serial, fault=self.fault,
-                                 fault_after_lines=self.fault_after_lines) as link:
-                    res = read_bench(link, min(self.idle_timeout_s, timeout_s), timeout_s, parser)
+                with session as link:
+                    try:
+                        res = read_bench(link, min(self.idle_timeout_s, timeout_s), timeout_s, parser)
+                    except DeviceError as e:
+                        session.wait_exit(1.0)
+                        problem = session.exit_problem()  # e.g. a CPU lockup QEMU aborted on
+                        raise DeviceError(f"{e}; {problem}" if problem else str(e)) from None
                 break
             except DeviceError as e:
                 last = e

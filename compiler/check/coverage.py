@@ -132,6 +132,8 @@ def layer_from_tensor_name(name: str) -> str:
     '…ChannelLastIOWrapper/pkg.ResNet_wrapped/…Sequential_layers/…BasicBlock_0/…Conv2d_conv1;1' -> 'layers.0.conv1'
     """
     first = name.split(";")[0]
+    if "/" not in first:  # converter constants (tfl.pseudo_qconst3, arith.constant) carry no module scope
+        return ""
     parts = []
     for comp in first.split("/"):
         last = comp.rsplit(".", 1)[-1]

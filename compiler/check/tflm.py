@@ -33,11 +33,15 @@ def _interpreter(blob: bytes, arena_size: int):
             return runtime.Interpreter.from_bytes(bytes(blob), arena_size=int(arena_size))
         except RuntimeError as e:
             err = e
+        except Exception as e:  # noqa: BLE001 - the wrapper parses the flatbuffer in Python first
+            raise EdgefoldError(f"TFLM cannot read the model: {type(e).__name__}: {str(e)[:200]}") from None
     detail = " ".join(line.strip() for line in cap.text.splitlines() if line.strip())[:400]
     raise RuntimeError(f"{err}{': ' + detail if detail else ''}")
 
 
 def _interpreter_any_arena(blob: bytes, arena_size: int | None):
+    if len(blob) < 8 or bytes(blob[4:8]) != b"TFL3":
+        raise EdgefoldError("not a .tflite flatbuffer (missing the TFL3 file identifier)")
     size = arena_size or max(256 << 10, 4 * len(blob))
     while True:
         try:

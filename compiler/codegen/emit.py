@@ -66,7 +66,7 @@ def _arg(r: Ref, lw: Lowered, plan: Plan) -> str:
     if r.kind == "const":
         return f"(const {r.ctype} *){r.key}" if r.ctype != "int8_t" else str(r.key)
     if r.kind == "scratch":
-        return f"(int16_t *)(ef_arena + {plan.offsets[str(r.key)]})"
+        return f"(int32_t *)(void *)(ef_arena + {plan.offsets[str(r.key)]})"
     root = lw.storage[int(r.key)]
     if root == lw.input_root:
         return f"(const {r.ctype} *)input" if r.ctype != "int8_t" else "input"

@@ -120,7 +120,7 @@ class Lowerer:
     def scratch(self, step_index: int, nbytes: int) -> Ref:
         key = f"s{step_index}"
         self.out.buffers[key] = Buffer(key, align(nbytes), step_index, step_index)
-        return Ref("scratch", key, "int16_t")
+        return Ref("scratch", key, "int32_t")
 
     def add_step(self, s: Step) -> int:
         self.out.steps.append(s)

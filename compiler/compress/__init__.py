@@ -109,7 +109,10 @@ def _structural(model: nn.Module, example_inputs: torch.Tensor, method: str, rat
         timings[stage] = timings.get(stage, 0.0) + now - t
         return now
 
-    work = copy.deepcopy(model).eval()
+    # clustering and index bookkeeping run on the CPU; the result goes back to the model's device at the end
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    work = copy.deepcopy(model).eval().cpu()
+    example_inputs = example_inputs.cpu()
     ignored = _map_ignored(model, work, ignored_layers)
     t = time.perf_counter()
     try:
@@ -152,8 +155,11 @@ def _structural(model: nn.Module, example_inputs: torch.Tensor, method: str, rat
         records.append(GroupRecord(g.name, g.n, k, members, rho, list(g.norm_layers), err, pe, fe, g.kind,
                                    int(w.shape[1])))
     t = lap("cluster_merge", t)
+    grad_flags = {n: p.requires_grad for n, p in work.named_parameters()}
     for g, rm in zip(gset.groups, removals, strict=True):
         g.prune(rm)
+    for n, p in work.named_parameters():  # pruning builds new Parameters: keep the caller's frozen/trainable flags
+        p.requires_grad_(grad_flags.get(n, True))
     t = lap("prune", t)
 
     try:
@@ -166,4 +172,4 @@ def _structural(model: nn.Module, example_inputs: torch.Tensor, method: str, rat
     report = CompressReport(method, float(ratio), "none", params_before, params_after, macs_before, macs_after,
                             time.perf_counter() - t_start, records, gset.skipped,
                             {k: round(v, 4) for k, v in timings.items()})
-    return work, report
+    return work.to(device), report

@@ -74,14 +74,21 @@ def cluster_rho(p: torch.Tensor, assign: torch.Tensor, k: int) -> list[float]:
     return [float(r) for r in rho.clamp(-1.0, 1.0)]
 
 
-def plan_fold(w: torch.Tensor, k: int, seed: int = 0, n_init: int = 10,
+def default_restarts(n: int) -> int:
+    """k-means++ restarts: 10 (scikit-learn's n_init) for big groups, up to 64 where a Lloyd step is cheap (O(n²))."""
+    return int(min(64, max(10, 2_000_000 // max(n * n, 1))))
+
+
+def plan_fold(w: torch.Tensor, k: int, seed: int = 0, n_init: int | None = None,
               row_sq: torch.Tensor | None = None) -> FoldPlan:
     """Cluster the rows of w into k groups (best of the k-means++ restarts and the prune-plus-one start)."""
     n = w.shape[0]
+    n_init = default_restarts(n) if n_init is None else n_init
     init = prune_plus_one(row_sq_norms(w) if row_sq is None else row_sq, k) if 1 < k < n else None
     res = kmeans(w, k, n_init=n_init, seed=seed, init_labels=init)
     assign = res.labels
     first = torch.full((k,), n, dtype=torch.long).scatter_reduce_(0, assign, torch.arange(n), reduce="amin")
+    assert bool((first[1:] > first[:-1]).all()), "clusters must be numbered by their smallest member"
     members = [[] for _ in range(k)]
     for i, c in enumerate(assign.tolist()):
         members[c].append(i)

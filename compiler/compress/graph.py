@@ -172,9 +172,18 @@ def find_groups(model: nn.Module, example_inputs: torch.Tensor,
     ignored = list(ignored_layers or [])
     attns = _attention_modules(model)
     names = {m: n for n, m in model.named_modules()}
-    with warnings.catch_warnings(), torch.enable_grad():
-        warnings.simplefilter("ignore")  # "unwrapped parameters detected": the default dim (last) is what we want
-        dg = tp.DependencyGraph().build_dependency(model, example_inputs, verbose=False)
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    for p in frozen:  # the graph is traced through autograd: frozen weights would hide their layers
+        p.requires_grad_(True)
+    try:
+        with warnings.catch_warnings(), torch.enable_grad():
+            warnings.simplefilter("ignore")  # "unwrapped parameters detected": default dim (last) is what we want
+            dg = tp.DependencyGraph().build_dependency(model, example_inputs, verbose=False)
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         skip_roots = ignored + [a.qkv for _, a in attns]
         all_groups = list(dg.get_all_groups(ignored_layers=skip_roots, root_module_types=(nn.Conv1d, nn.Conv2d,
                                                                                           nn.Conv3d, nn.Linear)))
@@ -191,13 +200,18 @@ def find_groups(model: nn.Module, example_inputs: torch.Tensor,
             continue
         slices: list[Slice] = []
         norms: list[str] = []
+        seen: set = set()
         ok = True
         for it in g:
             sl, norm = _slices_for(dg, it, n, names)
             if sl is None:
                 ok = False
                 break
-            slices += sl
+            for s in sl:  # a tensor slice must be merged once (a second mean would re-average the merged row)
+                key = (id(s.owner), tuple(s.tensors))
+                if key not in seen:
+                    seen.add(key)
+                    slices.append(s)
             if norm and norm not in norms:
                 norms.append(norm)
         if not ok or not any(s.feature for s in slices):

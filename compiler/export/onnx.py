@@ -21,16 +21,17 @@ def _first_line(e: BaseException) -> str:
     return (text.splitlines()[0] if text else type(e).__name__)[:300]
 
 
-def export_onnx(model: nn.Module, example_input: torch.Tensor, dynamo: bool = True) -> bytes:
-    """Serialized float ONNX model (opset 18) with input "input" (N x C x H x W) and output "output".
+def export_onnx(model: nn.Module, example_input: torch.Tensor, dynamo: bool = False) -> bytes:
+    """Serialized float ONNX model with input "input" (N x C x H x W, dynamic N) and output "output".
 
-    dynamo=True uses the torch.export-based exporter (the maintained one); dynamo=False the TorchScript exporter,
-    which is faster but deprecated. If the dynamo exporter fails the TorchScript one is tried before giving up.
+    dynamo=False (default) tries the TorchScript exporter first (opset 17): 0.4 s for ResNet-8 against 2 s (6 s on
+    first use) for the torch.export-based one, which is tried next (opset 18) if TorchScript fails or is gone in
+    a future torch. dynamo=True uses only the torch.export-based exporter.
     """
     net = copy.deepcopy(model).eval()
     x = example_input[:1].to(torch.float32).contiguous()
     errors = []
-    for use_dynamo in ((True, False) if dynamo else (False,)):
+    for use_dynamo in ((True,) if dynamo else (False, True)):
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")

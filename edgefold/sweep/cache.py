@@ -7,14 +7,27 @@ so that finishing a half-evaluated checkpoint does not retrain it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from edgefold.fsutil import atomic_path, ensure_dir, write_json
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Hold SIGTERM (how a stopped pool ends its workers) until the write is complete; it is delivered right after."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class Cache:
@@ -37,7 +50,8 @@ class Cache:
     def put(self, key: str, record: dict[str, Any]) -> Path:
         path = self.result_path(key)
         ensure_dir(path.parent)
-        return write_json(path, record)
+        with _uninterrupted():
+            return write_json(path, record)
 
     def count(self) -> int:
         d = self.root / "results"
@@ -62,7 +76,8 @@ class Cache:
     def save_checkpoint(self, key: str, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         pt = self.checkpoint_path(key)
         ensure_dir(pt.parent)
-        with atomic_path(pt) as tmp:
-            torch.save(state, tmp)
-        # meta last: its presence marks a complete checkpoint
-        write_json(pt.with_suffix(".json"), meta)
+        with _uninterrupted():
+            with atomic_path(pt) as tmp:
+                torch.save(state, tmp)
+            # meta last: its presence marks a complete checkpoint
+            write_json(pt.with_suffix(".json"), meta)

@@ -16,9 +16,9 @@ from edgefold.fsutil import atomic_path, ensure_dir, write_json, write_text
 from edgefold.sweep.cache import Cache
 from edgefold.sweep.plan import Plan
 
-ROW_FIELDS = ["code", "checkpoint_key", "arch", "optimizer", "sam_rho", "lr", "weight_decay", "augment", "seed",
-              "epochs", "base_accuracy", "method", "ratio", "repair", "accuracy", "params_before", "params_after",
-              "macs_before", "macs_after", "compress_seconds"]
+ROW_FIELDS = ["code", "torch", "checkpoint_key", "arch", "optimizer", "sam_rho", "lr", "weight_decay", "augment",
+              "seed", "epochs", "base_accuracy", "method", "ratio", "repair", "accuracy", "params_before",
+              "params_after", "macs_before", "macs_after", "compress_seconds"]
 
 GOAL_DELTA = 8.0  # fold − mag1 at ratio 0.5 with repair, points
 GOAL_WIN = 0.80  # share of checkpoints where fold beats mag1 at ratio ≥ 0.3 (with repair)
@@ -34,7 +34,7 @@ def collect(plan: Plan, cache: Cache) -> tuple[list[dict[str, Any]], list[dict[s
             continue
         ck = ev.checkpoint
         rows.append({
-            "code": rec.get("code", "?"),
+            "code": rec.get("code", "?"), "torch": rec.get("torch", "?"),
             "checkpoint_key": ck.key(), "arch": ck.arch, "optimizer": ck.optimizer, "sam_rho": ck.sam_rho,
             "lr": ck.lr, "weight_decay": ck.weight_decay, "augment": int(ck.augment), "seed": ck.seed,
             "epochs": ck.epochs, "base_accuracy": round(rec["base_accuracy"], 3), "method": ev.method,
@@ -106,6 +106,7 @@ def summarise(plan: Plan, rows: list[dict[str, Any]], theorems: list[dict[str, A
         "base_accuracy_mean": round(mean(base.values()), 3) if base else None,
         "base_accuracy_min": round(min(base.values()), 3) if base else None,
         "code_versions": sorted({r["code"] for r in rows}),
+        "torch_versions": sorted({r["torch"] for r in rows}),
         "table": table, "fold_vs_mag1": wins, "fold_vs_mag1_by_arch": by_arch, "theorem": th,
         "goals": goals(wins, cells),
     }
@@ -134,9 +135,17 @@ def goals(wins: list[dict[str, Any]], cells: dict[tuple, list[float]]) -> dict[s
 
 def markdown(summary: dict[str, Any], plan: Plan) -> str:
     s = summary
-    lines = [f"Plan `{s['plan']}`: {s['checkpoints_complete']} of {s['checkpoints_planned']} checkpoints complete, "
+    lines = [f"Plan `{s['plan']}` (torch {', '.join(s['torch_versions'])}): "
+             f"{s['checkpoints_complete']} of {s['checkpoints_planned']} checkpoints complete, "
              f"{s['configs_done']} of {s['configs_planned']} configurations; base test accuracy mean "
              f"{s['base_accuracy_mean']}% (min {s['base_accuracy_min']}%).", ""]
+    tr = s.get("training")
+    if tr and tr["checkpoints_with_meta"]:
+        per = ", ".join(f"{a} {v['mean']}% (min {v['min']}%, n={v['n']})"
+                        for a, v in tr["base_accuracy_by_arch"].items())
+        lines += [f"Training budget: {'/'.join(map(str, tr['epochs']))} epochs per checkpoint, "
+                  f"{tr['train_seconds_total']:.0f} s of training in all (one thread per checkpoint); base accuracy "
+                  f"by arch: {per}.", ""]
     if len(s["code_versions"]) > 1:
         lines += [f"Note: results come from {len(s['code_versions'])} code versions {s['code_versions']} "
                   "(rerun with --recompute-stale to make them uniform).", ""]
@@ -248,11 +257,30 @@ def _save(fig: Any, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=90)
 
 
+def training_budget(plan: Plan, cache: Cache) -> dict[str, Any]:
+    """What the checkpoints cost to train (from the checkpoint metadata the sweep kept)."""
+    import json
+
+    metas = []
+    for ck in plan.checkpoints:
+        p = cache.checkpoint_path(ck.key()).with_suffix(".json")
+        if p.is_file():
+            metas.append(json.loads(p.read_text()))
+    by_arch: dict[str, list[float]] = defaultdict(list)
+    for m in metas:
+        by_arch[m["checkpoint"]["arch"]].append(m["accuracy"])
+    return {"checkpoints_with_meta": len(metas), "epochs": sorted({c.epochs for c in plan.checkpoints}),
+            "train_seconds_total": round(sum(m["train_seconds"] for m in metas), 1),
+            "base_accuracy_by_arch": {a: {"n": len(v), "mean": round(mean(v), 2), "min": round(min(v), 2)}
+                                      for a, v in sorted(by_arch.items())}}
+
+
 def write_report(plan: Plan, cache: Cache, out: str | Path, with_plots: bool = True) -> dict[str, Any]:
     """Write {plan}_sweep.csv, {plan}_summary.json, {plan}_sweep.md and the plots into `out`; returns the summary."""
     out = ensure_dir(out)
     rows, theorems = collect(plan, cache)
     s = summarise(plan, rows, theorems)
+    s["training"] = training_budget(plan, cache)
     write_csv(rows, out / f"{plan.name}_sweep.csv")
     write_json(out / f"{plan.name}_summary.json", s)
     md = markdown(s, plan)

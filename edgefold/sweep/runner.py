@@ -9,7 +9,6 @@ import multiprocessing as mp
 import os
 import queue
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,10 +80,10 @@ def _init_worker(events: Any) -> None:
     from edgefold.sweep.work import single_thread
 
     single_thread()
-    # Ctrl-C goes to the parent, which stops the pool; SIGTERM (pool.terminate) unwinds through `finally`,
-    # so an atomic write in progress removes its temp file.
+    # Ctrl-C goes to the parent, which stops the pool (SIGTERM). Cache writes hold SIGTERM until they are
+    # complete, so ending at once (no atexit handlers, no tracebacks) never leaves a half-written file.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
 
 
 def _emit(kind: str) -> None:

@@ -118,6 +118,7 @@ def evaluate(ev: EvalConfig, state: dict[str, torch.Tensor], meta: dict[str, Any
         "eval_seconds": round(time.perf_counter() - t1, 4),
         "groups": len(rep.groups),
         "code": code_fingerprint(),
+        "torch": torch.__version__,
         # Frobenius distance of all group feature matrices together: sqrt(sum of squared per-group errors)
         "proj_error": math.sqrt(sum(g.proj_error ** 2 for g in rep.groups)),
         "timings": getattr(rep, "timings", {}),

@@ -6,8 +6,8 @@
 #if defined(EF_PACKED)
 /* im2col two output pixels at a time into q15 columns (offset added, padding = 0), then a 2x2-blocked SMLAD
  * matmul. Reads of a pixel pair complete before its outputs are written (the planner relies on this order). */
-static void im2col(const ef_conv_params *p, const int8_t *in, int32_t oy, int32_t ox, int16_t *col) {
-    const int32_t c = p->in_c, k4 = (p->k_h * p->k_w * c) & ~3;
+static void im2col(const ef_conv_params *p, const int8_t *in, int32_t oy, int32_t ox, int32_t *cols, int32_t which) {
+    const int32_t c = p->in_c, k_len = p->k_h * p->k_w * c;
     const int32_t iy0 = oy * p->stride_h - p->pad_t, ix0 = ox * p->stride_w - p->pad_l;
     int32_t ky, kx, k = 0;
     for (ky = 0; ky < p->k_h; ++ky) {
@@ -15,30 +15,35 @@ static void im2col(const ef_conv_params *p, const int8_t *in, int32_t oy, int32_
         for (kx = 0; kx < p->k_w; ++kx, k += c) {
             const int32_t ix = ix0 + kx * p->dil_w;
             if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w)
-                ef_col_zero(col, k, k4, c);
+                ef_col_zero(cols, which, k, k_len, c);
             else
-                ef_col_fill(col, k, k4, in + (iy * p->in_w + ix) * c, c, p->in_offset);
+                ef_col_fill(cols, which, k, k_len, in + (iy * p->in_w + ix) * c, c, p->in_offset);
         }
     }
 }
 
-int ef_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out, int16_t *scratch) {
+int ef_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out, int32_t *scratch) {
     const int32_t k_len = p->k_h * p->k_w * p->in_c, n_pix = p->out_h * p->out_w;
-    int16_t *col0 = scratch, *col1 = scratch + k_len;
-    int32_t i;
+    int32_t i, oy = 0, ox = 0;
     for (i = 0; i < n_pix; i += 2) {
         const int two = i + 1 < n_pix;
-        im2col(p, in, i / p->out_w, i % p->out_w, col0);
-        if (two) im2col(p, in, (i + 1) / p->out_w, (i + 1) % p->out_w, col1);
-        ef_mm_cols(p->weights, p->out_c, k_len, col0, two ? col1 : (const int16_t *)0, p->bias, p->mult, p->shift, 1,
-                   p->out_offset, p->act_min, p->act_max, out + i * p->out_c, two ? out + (i + 1) * p->out_c : out);
+        im2col(p, in, oy, ox, scratch, 0);
+        if (++ox == p->out_w) ox = 0, ++oy;
+        if (two) {
+            im2col(p, in, oy, ox, scratch, 1);
+            if (++ox == p->out_w) ox = 0, ++oy;
+        } else {
+            ef_col_zero(scratch, 1, 0, k_len, k_len);   /* defined contents; its results are not stored */
+        }
+        ef_mm_cols(p->weights, p->out_c, k_len, scratch, two, p->bias, p->mult, p->shift, 1, p->out_offset,
+                   p->act_min, p->act_max, out + i * p->out_c, out + (i + 1) * p->out_c);
     }
     return 0;
 }
 
 #else
 
-int ef_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out, int16_t *scratch) {
+int ef_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out, int32_t *scratch) {
     const int32_t c = p->in_c, k_len = p->k_h * p->k_w * c;
     int32_t oy, ox, oc, ky, kx, i;
     (void)scratch;

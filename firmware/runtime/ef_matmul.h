@@ -4,22 +4,25 @@
 
 #include "ef_runtime.h"
 
-/* Position of flattened element k inside a q15 column: groups of four are stored (0, 2, 1, 3) so that one
- * SXTB16 / SXTB16-ROR8 pair of a 4-byte weight load lines up with two 32-bit column loads; the K % 4 tail
- * stays in natural order. */
-static inline int32_t ef_col_pos(int32_t k, int32_t k4) {
+/* Two q15 columns (input + offset) of k_len elements live interleaved in one int32 buffer of 2 * k_len int16:
+ * for every group of four elements g: [col0 (k0,k2)] [col0 (k1,k3)] [col1 (k0,k2)] [col1 (k1,k3)], so that one
+ * 16-byte load feeds the four SMLADs of a 2x2 (channel x pixel) block and one SXTB16 / SXTB16-ROR8 pair of a
+ * 4-byte weight load lines up with it. The k_len % 4 tail follows, column 0 then column 1, in natural order. */
+static inline int32_t ef_col_index(int32_t k, int32_t k_len, int32_t which) {
     static const int8_t perm[4] = {0, 2, 1, 3};
-    return k < k4 ? ((k & ~3) | perm[k & 3]) : k;
+    const int32_t k4 = k_len & ~3;
+    return k < k4 ? ((k >> 2) * 8 + which * 4 + perm[k & 3]) : (k4 * 2 + which * (k_len - k4) + (k - k4));
 }
 
-/* int8 run -> q15 column with the input offset added, starting at flattened index k (k % 4 == 0 and n % 4 == 0
- * take the packed path). */
-void ef_col_fill(int16_t *col, int32_t k, int32_t k4, const int8_t *src, int32_t n, int32_t offset);
-void ef_col_zero(int16_t *col, int32_t k, int32_t k4, int32_t n);
+/* int8 run (n elements, starting at flattened index k) -> column `which`, input offset added. */
+void ef_col_fill(int32_t *cols, int32_t which, int32_t k, int32_t k_len, const int8_t *src, int32_t n,
+                 int32_t offset);
+/* zero-point padding: (zp + offset) == 0 */
+void ef_col_zero(int32_t *cols, int32_t which, int32_t k, int32_t k_len, int32_t n);
 
-/* For one or two q15 columns (col1 may be NULL): out[o] = requant(sum_k w[o][k] * col[k] + bias[o]). */
-void ef_mm_cols(const int8_t *w, int32_t n_out, int32_t k_len, const int16_t *col0, const int16_t *col1,
-                const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t per_channel,
-                int32_t out_offset, int32_t act_min, int32_t act_max, int8_t *out0, int8_t *out1);
+/* out0[o] (and out1[o] if two) = requant(sum_k w[o][k] * col[k] + bias[o]) for every output channel o. */
+void ef_mm_cols(const int8_t *w, int32_t n_out, int32_t k_len, const int32_t *cols, int two, const int32_t *bias,
+                const int32_t *mult, const int32_t *shift, int32_t per_channel, int32_t out_offset, int32_t act_min,
+                int32_t act_max, int8_t *out0, int8_t *out1);
 
 #endif

@@ -18,10 +18,10 @@
 
 static inline int32_t ef_srdhm(int32_t a, int32_t b) {
     if (a == b && a == INT32_MIN) return INT32_MAX;
-    int64_t ab = (int64_t)a * (int64_t)b;
-    int32_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-    /* division (truncation towards zero), not a shift: that is what the reference does */
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    /* The reference computes (ab + nudge) / 2^31 with nudge = 2^30 or 1 - 2^30 by sign and truncating division;
+     * for ab < 0 that equals floor((ab + 2^30) / 2^31), as it does for ab >= 0: one rounding add and an
+     * arithmetic shift (what every C99 compiler we target does for a signed >>). */
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
 static inline int32_t ef_rdbpot(int32_t x, int exponent) {

@@ -106,9 +106,9 @@ typedef struct {
     int32_t count;
 } ef_unary_params;
 
-int ef_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out, int16_t *scratch);
+int ef_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out, int32_t *scratch);
 int ef_depthwise_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out);
-int ef_fully_connected(const ef_fc_params *p, const int8_t *in, int8_t *out, int16_t *scratch);
+int ef_fully_connected(const ef_fc_params *p, const int8_t *in, int8_t *out, int32_t *scratch);
 int ef_add(const ef_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 int ef_mul(const ef_mul_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 int ef_f32_binary(const ef_f32_binary_params *p, const float *in1, const float *in2, float *out);

@@ -3,18 +3,20 @@
 #include "ef_runtime.h"
 #include "ef_matmul.h"
 
-int ef_fully_connected(const ef_fc_params *p, const int8_t *in, int8_t *out, int16_t *scratch) {
+int ef_fully_connected(const ef_fc_params *p, const int8_t *in, int8_t *out, int32_t *scratch) {
     int32_t b, o, i;
 #if defined(EF_PACKED)
     if (p->filter_offset == 0) {
-        const int32_t k = p->in_c, k4 = k & ~3;
+        const int32_t k = p->in_c;
         for (b = 0; b < p->batches; b += 2) {
             const int two = b + 1 < p->batches;
-            ef_col_fill(scratch, 0, k4, in + b * k, k, p->in_offset);
-            if (two) ef_col_fill(scratch + k, 0, k4, in + (b + 1) * k, k, p->in_offset);
-            ef_mm_cols(p->weights, p->out_c, k, scratch, two ? scratch + k : (const int16_t *)0, p->bias, p->mult,
-                       p->shift, p->per_channel, p->out_offset, p->act_min, p->act_max, out + b * p->out_c,
-                       two ? out + (b + 1) * p->out_c : out);
+            ef_col_fill(scratch, 0, 0, k, in + b * k, k, p->in_offset);
+            if (two)
+                ef_col_fill(scratch, 1, 0, k, in + (b + 1) * k, k, p->in_offset);
+            else
+                ef_col_zero(scratch, 1, 0, k, k);
+            ef_mm_cols(p->weights, p->out_c, k, scratch, two, p->bias, p->mult, p->shift, p->per_channel,
+                       p->out_offset, p->act_min, p->act_max, out + b * p->out_c, out + (b + 1) * p->out_c);
         }
         return 0;
     }

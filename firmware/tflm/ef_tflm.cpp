@@ -5,11 +5,7 @@
  * ef_tflm_ops.h (a MicroMutableOpResolver registering exactly the model's ops) and model_int8_tflite.h/.c
  * (the flatbuffer as a 16-byte aligned array). The arena is a static array unless the board asks for it
  * from ef_board_alloc_arena() (EF_ARENA_IN_HEAP: PSRAM on the ESP32). */
-#if defined(__has_include)
-#if __has_include(<Chirale_TensorFlowLite.h>)
-#include <Chirale_TensorFlowLite.h>
-#endif
-#endif
+#include <Chirale_TensorFlowLite.h> /* the library's main header: PlatformIO's dependency finder keys on it */
 #include <string.h>
 
 #include <new>

@@ -11,13 +11,18 @@ import torch
 from edgefold.compiler import zoo
 from edgefold.compiler.checkpoint import ModelSpec, load_model, save_model, structural_plan
 from edgefold.compiler.compress import METHODS, compress, keep_count
-from edgefold.errors import EdgefoldError
 from torch import nn
+
+from edgefold.errors import EdgefoldError
 
 
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed_one_thread():
     torch.manual_seed(0)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # small models: OpenMP on busy shared cores only slows the forwards down
+    yield
+    torch.set_num_threads(old)
 
 
 def _model(name: str) -> tuple[nn.Module, torch.Tensor]:
@@ -162,3 +167,37 @@ def test_wrong_input_shape_and_foreign_ignored_layer():
         compress(model, torch.randn(1, 1, 49, 10))
     with pytest.raises(EdgefoldError, match="not a submodule"):
         compress(model, torch.randn(1, 3, 32, 32), ignored_layers=[copy.deepcopy(model.stem[0])])
+
+
+def test_frozen_weights_under_no_grad_and_training_flag_kept():
+    model, x = _model("resnet8")
+    model.train()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        out, rep = compress(model, x, "fold", 0.5)
+    assert rep.params_after < rep.params_before / 2  # the graph is still found with frozen weights
+    assert model.training and not out.training
+    assert not any(p.requires_grad for p in out.parameters()) and not any(p.requires_grad for p in model.parameters())
+
+
+class MHANet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(6, 16)
+        self.mha = nn.MultiheadAttention(16, 4, batch_first=True)
+        self.fc1, self.fc2 = nn.Linear(16, 32), nn.Linear(32, 3)
+
+    def forward(self, x):
+        h = self.inp(x)
+        h = h + self.mha(h, h, h)[0]
+        return self.fc2(torch.relu(self.fc1(h))).mean(1)
+
+
+def test_unsupported_layers_leave_their_group_alone():
+    model = MHANet().eval()
+    out, rep = compress(model, torch.randn(1, 5, 6), "fold", 0.5)
+    assert rep.skipped_groups == ["inp"] and [(g.name, g.n, g.k) for g in rep.groups] == [("fc1", 32, 16)]
+    assert out.inp.out_features == 16 and out.fc1.out_features == 16
+    with torch.no_grad():
+        assert out(torch.randn(2, 5, 6)).shape == (2, 3)

@@ -16,8 +16,12 @@ from torch import nn
 
 
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed_one_thread():
     torch.manual_seed(0)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # small models: OpenMP on busy shared cores only slows the forwards down
+    yield
+    torch.set_num_threads(old)
 
 
 def randomize(model: nn.Module) -> nn.Module:
@@ -163,3 +167,17 @@ def test_duplicate_attention_heads_fold_exactly():
     assert folded.attn.num_heads == 2 and folded.attn.qkv.out_features == 24 and folded.attn.proj.in_features == 8
     with torch.no_grad():
         torch.testing.assert_close(folded(x), base(x), atol=1e-5, rtol=1e-5)
+
+
+def mobile(c: int, d: int) -> nn.Module:
+    """Conv → depthwise conv → pointwise conv: the depthwise filters belong to their input channels' group."""
+    return nn.Sequential(nn.Conv2d(3, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU6(),
+                         nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False), nn.BatchNorm2d(c), nn.ReLU6(),
+                         nn.Conv2d(c, d, 1, bias=False), nn.BatchNorm2d(d), nn.ReLU6(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(d, 4))
+
+
+def test_depthwise_network_with_duplicates_folds_exactly():
+    base = randomize(mobile(4, 6))
+    wide = widen(base, mobile(8, 12), 2)
+    check_fold(base, wide, torch.randn(2, 3, 8, 8), 2, {"3": 4, "6": 6})

@@ -63,3 +63,18 @@ def test_fold_beats_prune_on_every_group(name):
                 assert abs(e_km**2 - plan.inertia) <= 1e-3 * (1 + e_km**2)  # k-means' own objective agrees
     if name == "vit_tiny":
         assert kinds == {"channels", "heads"}
+
+
+def test_theorem_on_trained_weights(trained):
+    """Same inequalities on a trained resnet8 (digits), where channels are far from random."""
+    from edgefold.compiler.checkpoint import load_model
+
+    model = load_model(trained("resnet8")).model
+    x = torch.randn(zoo.input_shape("resnet8"))
+    for g in graph.find_groups(copy.deepcopy(model), x).groups:
+        w = graph.features(g)
+        sq = row_sq_norms(w)
+        for k in sorted({keep_count(g.n, r) for r in (0.25, 0.5, 0.75)} - {g.n, 1}):
+            assert fold_error(w, prune_plus_one(sq, k + 1)) <= prune_error(w, k, sq) * (1 + TOL) + 1e-6
+            plan = plan_fold(w, k, seed=0, row_sq=sq)
+            assert fold_error(w, plan.assign, sq) <= prune_error(w, k - 1, sq) * (1 + TOL) + 1e-6

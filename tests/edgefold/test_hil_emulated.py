@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from report_checks import check_html_self_contained, png_is_non_trivial, screenshot
 
+from edgefold import hil as hil_mod
+
 ROOT = Path(__file__).resolve().parents[2]
 MATRIX = ROOT / "examples" / "ci" / "hil-emulated.toml"
 QEMU_CELLS = {f"nano33ble-qemu.edgefold.dscnn.{m}.r{r}.ar" for m in ("fold", "mag1") for r in ("0", "0.5")}
@@ -29,7 +31,7 @@ pytestmark = pytest.mark.skipif(not (ROOT / "edgefold" / "commands" / "deploy.py
                                 reason="`edgefold deploy` is not built yet")
 
 
-def hil(*args: str | Path, env: dict[str, str], timeout: float = 280) -> subprocess.CompletedProcess:
+def hil(*args: str | Path, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
     """The real CLI in a subprocess, as CI runs it."""
     return subprocess.run([sys.executable, "-m", "edgefold", "hil", *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=timeout, cwd=ROOT)
@@ -61,7 +63,9 @@ def test_ci_matrix_runs_real_deploys(ci_run):
         res = c["result"]
         assert res["schema"] == "edgefold-result/1" and res["output_crc_match"] is True
         assert res["latency"]["value"] > 0 and res["flash"] > 0 and res["ram"]["total"] > 0
-        assert {g["name"] for g in c["gates"]} >= {"agreement", "accuracy", "output_crc", "latency"}
+        names = {g["name"] for g in c["gates"]}
+        assert names >= {"output_crc", "latency"} | ({"agreement", "accuracy_drop", "ram", "flash"}
+                                                     if cid in QEMU_CELLS else set())
     for cid in QEMU_CELLS:  # the twin counts instructions; its latency is an estimate and says so
         res = cells[cid]["result"]
         assert res["instructions"] > 0 and res["latency"]["kind"] == "estimated" and res["emulated"] is True
@@ -128,7 +132,7 @@ target = "nano33ble-qemu"
 method = "fold"
 ratio = 0.5
 fault = ["kill", "garble", "stall"]
-timeout = 150
+args = ["--timeout", "20"]    # the deploy's own wait for the device: a stalled UART ends in a DeviceError
 """)
     before = {c["id"]: c["run_id"] for c in ci_run["hil"]["cells"]}
     p = hil("--matrix", matrix, "--out", out, env=env)
@@ -148,3 +152,33 @@ timeout = 150
     t0 = time.time()
     p2 = hil("--matrix", matrix, "--out", out, env=env)
     assert p2.returncode == 1 and "8 of 8 cells already done" in p2.stderr and time.time() - t0 < 60
+
+
+def test_sigterm_stops_the_matrix_and_kills_the_cell(env, tmp_path):
+    """A cancelled CI job (SIGTERM): the deploy in flight and its children are killed, nothing half-done is kept."""
+    out = tmp_path / "hil"
+    p = subprocess.Popen([sys.executable, "-m", "edgefold", "hil", "--matrix", str(MATRIX), "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    deadline = time.time() + 120
+    tree: set[int] = set()
+    while time.time() < deadline:
+        try:
+            running = "running" in json.loads((out / "state.json").read_text())["cells"].values()
+        except (OSError, ValueError):
+            running = False
+        tree = set(hil_mod._descendants(p.pid))
+        if running and tree:  # the deploy subprocess is up (anything it starts is caught by the kill too)
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    tree |= set(hil_mod._descendants(p.pid))
+    p.terminate()
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err[-2000:]
+    time.sleep(0.5)
+    assert [pid for pid in tree if hil_mod._alive(pid)] == []
+    doc = json.loads((out / "hil.json").read_text())
+    assert doc["interrupted"] is True and doc["counts"]["pending"] >= 1
+    assert not list((out / "cells").glob("*/cell.json"))  # the killed cell is not recorded as done
+    junit = ET.parse(out / "junit.xml").getroot()
+    assert junit.find(".//error[@type='interrupted']") is not None

@@ -4,6 +4,7 @@ computes; fit checks; missing toolchains give a one-line hint."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import zlib
@@ -144,3 +145,37 @@ def test_registry():
 def test_targets_command(cli):
     rc, out, err = cli("targets", "--no-usb")
     assert rc == 0 and "nano33ble-qemu" in out and "esp-eye" in out and "2341:805a" in out
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="no host g++")
+@pytest.mark.parametrize("port", ["nano33ble", "esp32"])
+def test_arduino_ports_parse(port):
+    """Syntax check of the Arduino board ports against declaration-only stubs (tests/targets/stubs): catches C++
+    errors here; the real Arduino cores compile them in PlatformIO."""
+    for f in ("board.cpp", "main.cpp"):
+        r = subprocess.run(["g++", "-std=gnu++17", "-fsyntax-only", "-Wall", "-Werror", f"-I{HERE / 'stubs'}",
+                            f"-I{BOARDS_DIR}", f"-I{HARNESS_DIR}", str(BOARDS_DIR / port / f)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    if port == "nano33ble" and shutil.which("arm-none-eabi-g++"):  # and its Thumb-2 inline assembly assembles
+        r = subprocess.run(["arm-none-eabi-g++", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
+                            "-std=gnu++17", "-O2", "-fno-exceptions", "-fno-rtti", "-c", f"-I{HERE / 'stubs'}",
+                            f"-I{BOARDS_DIR}", str(BOARDS_DIR / port / "board.cpp"), "-o", os.devnull],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+
+
+def test_esp_eye_arena_limits_per_backend():
+    fp = fit.Footprint(weights=200_000, model_bytes=200_000, arena=400_000, arena_source="test")
+    static = fit.check(EspEyeTarget.spec, EspEyeTarget.budgets["edgefold"], fp)
+    assert not static.fits and "for this backend" in static.message  # static arena: internal DRAM only
+    assert fit.check(EspEyeTarget.spec, EspEyeTarget.budgets["tflm"], fp).fits  # TFLM arena: PSRAM
+
+
+def test_missing_bossac(monkeypatch, tmp_path):
+    from edgefold.targets.nano33ble import find_bossac
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PLATFORMIO_CORE_DIR", str(tmp_path / "core"))
+    with pytest.raises(ToolchainMissing, match="bossa-cli"):
+        find_bossac()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from edgefold.targets import qemu
 
-from edgefold.errors import DeviceError, ToolchainMissing
+from edgefold.errors import DeviceError, EdgefoldError, ToolchainMissing
 
 HERE = Path(__file__).parent
 pytestmark = pytest.mark.skipif(
@@ -85,3 +85,24 @@ def test_missing_toolchain(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ToolchainMissing, match="apt-get install gcc-arm-none-eabi"):
         qemu.build_elf([HERE / "c" / "selftest.c"], tmp_path / "x.elf")
+
+
+def test_missing_qemu(monkeypatch, selftest_elf, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolchainMissing, match="apt-get install qemu-system-arm"):
+        qemu.run_elf(selftest_elf.elf, timeout_s=5)
+
+
+def test_not_an_elf_and_cpu_lockup(tmp_path):
+    bad = tmp_path / "bad.elf"
+    bad.write_bytes(b"not an elf at all")
+    with pytest.raises(EdgefoldError, match="not an ELF"):
+        qemu.run_elf(bad, timeout_s=10)
+    # a fault inside the fault handler locks the CPU up; QEMU aborts and we say so
+    src = tmp_path / "lockup.c"
+    src.write_text('#include "ef_board.h"\nvoid BusFault_Handler(void){ *(volatile int*)0x70000000 = 1; }\n'
+                   'void HardFault_Handler(void){ *(volatile int*)0x70000000 = 1; }\n'
+                   'int main(void){ef_board_init(); return *(volatile int*)0x70000004;}\n')
+    b = qemu.build_elf([src], tmp_path / "lockup.elf")  # the board's fault handlers are weak
+    with pytest.raises(DeviceError, match="Lockup"):
+        qemu.run_elf(b.elf, timeout_s=10)

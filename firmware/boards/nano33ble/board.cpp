@@ -2,16 +2,27 @@
  *
  * Time: the DWT cycle counter (CYCCNT, 32 bit at 64 MHz = wraps after 67 s), extended to 64 bit in software
  * (every read notices a wrap; one inference is far shorter than 67 s), reported in microseconds.
- * Stack: EF_STACK_PAINT_BYTES below the frame of ef_board_init() are painted at start-up and scanned after the
- * runs (the Arduino main thread's stack is larger than that), so "stack" is what the benchmark used below
- * setup(). Heap: the largest block malloc() can still return (probed, outside the timed runs). */
+ * Stack: the part of the main thread's stack below the frame of ef_board_init() is painted at start-up and
+ * scanned after the runs, so "stack" is what the benchmark used below setup(). The thread's stack size comes from
+ * CMSIS-RTOS2 (osThreadGetStackSize); we stay EF_STACK_HEADROOM bytes clear of its bottom because the part already
+ * in use above setup() is unknown. Without the RTOS API only EF_STACK_PAINT_BYTES (safe for mbed's 4 KB default)
+ * are painted. Heap: the largest block malloc() can still return (probed, outside the timed runs). */
 #include <Arduino.h>
 #include <stdlib.h>
+#if defined(__has_include)
+#if __has_include(<mbed.h>)
+#include <mbed.h>
+#define EF_HAVE_RTOS2 1
+#endif
+#endif
 
 #include "ef_board.h"
 
 #ifndef EF_STACK_PAINT_BYTES
-#define EF_STACK_PAINT_BYTES 16384
+#define EF_STACK_PAINT_BYTES 2048
+#endif
+#ifndef EF_STACK_HEADROOM
+#define EF_STACK_HEADROOM 2048
 #endif
 #define EF_PAINT 0xA5C3E17Bu
 
@@ -28,10 +39,15 @@ static uint32_t *paint_lo, *paint_hi;
 extern "C" {
 
 __attribute__((noinline)) static void paint_stack(void) {
-    uint32_t sp;
+    uintptr_t sp;
     __asm__ __volatile__("mov %0, sp" : "=r"(sp));
-    paint_hi = (uint32_t *)((sp - 256u) & ~3u);
-    paint_lo = paint_hi - EF_STACK_PAINT_BYTES / 4;
+    size_t paint = EF_STACK_PAINT_BYTES;
+#ifdef EF_HAVE_RTOS2
+    uint32_t size = osThreadGetStackSize(osThreadGetId());
+    if (size > EF_STACK_HEADROOM + 256u) paint = size - EF_STACK_HEADROOM - 256u;
+#endif
+    paint_hi = (uint32_t *)((sp - 256u) & ~(uintptr_t)3u);
+    paint_lo = paint_hi - paint / 4;
     for (volatile uint32_t *p = paint_lo; p < paint_hi; p++) *p = EF_PAINT;
 }
 

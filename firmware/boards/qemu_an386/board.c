@@ -130,10 +130,10 @@ static void fault(const char *name) {
     ef_board_write("\n", 1);
     ef_board_exit(99);
 }
-void HardFault_Handler(void) { fault("hardfault"); }
-void MemManage_Handler(void) { fault("memmanage"); }
-void BusFault_Handler(void) { fault("busfault"); }
-void UsageFault_Handler(void) { fault("usagefault"); }
+__attribute__((weak)) void HardFault_Handler(void) { fault("hardfault"); }
+__attribute__((weak)) void MemManage_Handler(void) { fault("memmanage"); }
+__attribute__((weak)) void BusFault_Handler(void) { fault("busfault"); }
+__attribute__((weak)) void UsageFault_Handler(void) { fault("usagefault"); }
 void Default_Handler(void) { fault("unexpected-irq"); }
 void NMI_Handler(void) __attribute__((weak, alias("Default_Handler")));
 void SVC_Handler(void) __attribute__((weak, alias("Default_Handler")));

@@ -1,0 +1,16 @@
+/* Declarations only, for `g++ -fsyntax-only` of the Arduino board ports on a host without the Arduino cores
+ * (the real cores come from PlatformIO). Signatures follow the Arduino API the ports use. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+struct EfStubSerial {
+    void begin(unsigned long baud);
+    explicit operator bool() const;
+    size_t write(const uint8_t *buf, size_t n);
+    int available();
+    int read();
+};
+extern EfStubSerial Serial;
+unsigned long millis(void);
+void delay(unsigned long ms);
+uint32_t getCpuFrequencyMhz(void);

@@ -1,0 +1,3 @@
+#pragma once
+#include "FreeRTOS.h"
+extern "C" UBaseType_t uxTaskGetStackHighWaterMark(TaskHandle_t task);
