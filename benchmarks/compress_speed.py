@@ -133,7 +133,8 @@ def main() -> int:
         path = Path(__file__).resolve().parent / "RESULTS.md"
         cmd = "python " + " ".join(["benchmarks/compress_speed.py", *sys.argv[1:]])
         weights = f"weights {args.weights}" if args.weights else "seeded random weights"
-        text = (f"\n## Compression speed\n\n`{cmd}` ({time.strftime('%Y-%m-%d %H:%M')}, {args.model}, ratio "
+        head = "" if path.exists() and "## Compression speed" in path.read_text() else "\n## Compression speed\n"
+        text = (f"{head}\n`{cmd}` ({time.strftime('%Y-%m-%d %H:%M')}, {args.model}, ratio "
                 f"{args.ratio}, {weights})\n\n" + "\n".join(lines) + "\n")
         with open(path, "a", encoding="utf-8") as f:  # append-only: other sections belong to other benchmarks
             f.write(text)

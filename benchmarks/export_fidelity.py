@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from edgefold.compiler import data, zoo
 from edgefold.compiler.checkpoint import ModelSpec, load_model, save_model
@@ -62,11 +63,16 @@ def row(name: str, variant: str, model: torch.nn.Module) -> dict:
     rep = export_all(model, shape, None, ("onnx", "onnx-int8", "tflite-int8"), label=name)
     secs = time.perf_counter() - t0
     f, tflm, lite, oq = (rep.fidelity[k] for k in ("torch", "tflite-int8-tflm", "tflite-int8", "onnx-int8"))
+    from edgefold.compiler.check.fidelity import held_out, torch_outputs
+
+    logits = np.sort(torch_outputs(model, held_out(shape).x), axis=1)
+    margin = float(np.median(logits[:, -1] - logits[:, -2]))  # how far int8 noise must move a logit to flip top-1
     loss = f.accuracy - tflm.accuracy
     ok = tflm.agreement >= AGREE_GOAL and loss <= LOSS_GOAL
     return {"model": name, "variant": variant, "params": params, "float": f.accuracy, "tflm": tflm.accuracy,
             "loss": loss, "agree": tflm.agreement, "lite_agree": lite.agreement, "onnx_int8_agree": oq.agreement,
-            "err": tflm.max_abs_error, "arena": rep.tflm_arena_bytes, "bytes": rep.sizes["model_int8.tflite"],
+            "err": tflm.max_abs_error, "margin": margin, "arena": rep.tflm_arena_bytes,
+            "bytes": rep.sizes["model_int8.tflite"],
             "ok": ok, "secs": secs}
 
 
@@ -101,14 +107,16 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row(name, "fold 0.5 + repair", folded(name, base)))
     t = Table(title="TFLite int8 on TFLM host vs float PyTorch (digits test set, 360 images)")
     cols = ["model", "variant", "params", "float acc %", "TFLM int8 acc %", "loss pt", "agreement %",
-            "LiteRT agree %", "ONNX int8 agree %", "max |err|", "TFLM arena B", ".tflite B", "goal", "export+check s"]
+            "LiteRT agree %", "ONNX int8 agree %", "max |err|",
+            "median top-1 margin", "TFLM arena B", ".tflite B", "goal", "export+check s"]
     for c in cols:
         t.add_column(c, justify="left" if c in ("model", "variant", "goal") else "right")
     md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         cells = [r["model"], r["variant"], f"{r['params']:,}", f"{r['float']:.2f}", f"{r['tflm']:.2f}",
                  f"{r['loss']:+.2f}", f"{r['agree']:.2f}", f"{r['lite_agree']:.2f}", f"{r['onnx_int8_agree']:.2f}",
-                 f"{r['err']:.3f}", f"{r['arena']:,}", f"{r['bytes']:,}", "met" if r["ok"] else "MISSED",
+                 f"{r['err']:.3f}", f"{r['margin']:.2f}", f"{r['arena']:,}", f"{r['bytes']:,}",
+                 "met" if r["ok"] else "MISSED",
                  f"{r['secs']:.1f}"]
         t.add_row(*cells)
         md.append("| " + " | ".join(cells) + " |")

@@ -28,7 +28,7 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="output folder (default: a fresh temporary one)")
     ap.add_argument("--epochs", type=int, default=3)
     args = ap.parse_args()
-    con = Console()
+    con = Console(width=200)  # a CI log is not a terminal: do not squeeze the table to 80 columns
     work = Path(tempfile.mkdtemp(prefix="hil-bench-"))
     out = Path(args.out) if args.out else work / "hil"
     wdir = work / "weights"
@@ -52,8 +52,9 @@ def main() -> int:
         lat = r.get("latency") or {}
         acc = r.get("accuracy") or {}
         est = " (est.)" if lat.get("kind") == "estimated" else ""
-        t.add_row(c["id"], c["status"], f"{c['wall_seconds'] or 0:.1f}", f"{lat.get('value', 0):.3f} {lat.get('unit')}{est}",
-                  f"{r['instructions']:,}" if r.get("instructions") else "–",
+        latency = f"{lat['value']:.3f} {lat.get('unit')}{est}" if lat.get("value") is not None else "–"
+        t.add_row(c["id"], c["status"], f"{c['wall_seconds'] or 0:.1f}", latency,
+                  f"{int(r['instructions']):,}" if r.get("instructions") else "–",
                   f"{(r.get('ram') or {}).get('total') or 0:,}", f"{r.get('flash') or 0:,}",
                   f"{acc.get('int8') or 0:.1f}", f"{acc.get('agreement') or 0:.1f}")
     con.print(t)

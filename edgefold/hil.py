@@ -821,6 +821,22 @@ class _State:
         write_json(self.path, self.doc)
 
 
+@contextlib.contextmanager
+def _exclusive(out: Path):
+    """One `edgefold hil` per output folder: two runs resuming the same cells would deploy them twice."""
+    import fcntl
+
+    f = open(out / ".hil.lock", "w")  # noqa: SIM115 - held for the whole run
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise EdgefoldError(f"another `edgefold hil` is running with --out {out}") from None
+        yield
+    finally:
+        f.close()  # closing releases the lock
+
+
 def run_matrix(matrix: Matrix, out_dir: str | os.PathLike, baseline: str | os.PathLike | None = None,
                update_baseline: bool = False, jobs: int | None = None, retry_errors: bool = False,
                fresh: bool = False, deploy_base: list[str] | None = None, console: Any = None,
@@ -832,11 +848,20 @@ def run_matrix(matrix: Matrix, out_dir: str | os.PathLike, baseline: str | os.Pa
     On KeyboardInterrupt the cells in flight are killed, everything finished is kept, and the outputs are
     written with the unfinished cells as pending; the exception is then re-raised.
     """
+    out = ensure_dir(out_dir)
+    with _exclusive(out):
+        return _run_matrix(matrix, out, baseline, update_baseline, jobs, retry_errors, fresh, deploy_base, console,
+                           ports, stop, junit)
+
+
+def _run_matrix(matrix: Matrix, out: Path, baseline: str | os.PathLike | None, update_baseline: bool,
+                jobs: int | None, retry_errors: bool, fresh: bool, deploy_base: list[str] | None, console: Any,
+                ports: list[SerialPort] | None, stop: threading.Event | None,
+                junit: str | os.PathLike | None) -> HilRun:
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    out = ensure_dir(out_dir)
     console = console or Console(stderr=True, highlight=False)
     base = deploy_base or [sys.executable, "-m", "edgefold"]
     stop = stop or threading.Event()
@@ -904,6 +929,9 @@ def run_matrix(matrix: Matrix, out_dir: str | os.PathLike, baseline: str | os.Pa
             except Interrupted:
                 state.set(c.id, PENDING)
                 return
+            except Exception as e:  # noqa: BLE001 - e.g. a full disk: this cell errs, the matrix goes on
+                rec = {"outcome": "error", "reason": f"hil could not run the cell: {type(e).__name__}: {e}",
+                       "run_id": run_id, "result": None, "wall_seconds": 0.0}
             finally:
                 with lock:
                     running.pop(c.id, None)

@@ -49,8 +49,8 @@ class Row:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def group(self) -> tuple[str, str, str, str]:
-        return (self.model, self.method, self.repair, self.backend)
+    def group(self) -> tuple[str, str, str]:
+        return (self.model, self.method, self.repair)
 
     @property
     def device_label(self) -> str:
@@ -166,17 +166,18 @@ def _ratio_label(r: float) -> str:
 
 
 def device_tables(rows: list[Row]) -> list[dict[str, Any]]:
-    """Table 2 layout per (model, method, repair, backend): rows = device x {runtime, RAM, Flash}, cols = ratio."""
+    """Table 2 layout per (model, method, repair): rows = device (and backend) x {runtime, RAM, Flash},
+    columns = sparsity (ratio)."""
     groups: dict[tuple, list[Row]] = {}
     for r in rows:
         groups.setdefault(r.group, []).append(r)
     tables = []
-    for (model, method, repair, backend), rs in groups.items():
+    for (model, method, repair), rs in groups.items():
         ratios = _ratios(rs)
         body = []
-        for target in sorted({r.target for r in rs}):
-            by_ratio = {r.ratio: r for r in rs if r.target == target}
-            label = next(iter(by_ratio.values())).device_label
+        for target, backend in sorted({(r.target, r.backend) for r in rs}):
+            by_ratio = {r.ratio: r for r in rs if r.target == target and r.backend == backend}
+            label = f"{next(iter(by_ratio.values())).device_label} · {backend}"
             rt = []
             for q in ratios:
                 r = by_ratio.get(q)
@@ -188,7 +189,7 @@ def device_tables(rows: list[Row]) -> list[dict[str, Any]]:
             body.append(("", "RAM (KB)", [(fmt_kb(by_ratio[q].ram) if q in by_ratio else "–", False) for q in ratios]))
             body.append(("", "Flash (KB)",
                          [(fmt_kb(by_ratio[q].flash) if q in by_ratio else "–", False) for q in ratios]))
-        tables.append({"title": f"{model} · {method} · repair {repair} · backend {backend}",
+        tables.append({"title": f"{model} · {method} · repair {repair}",
                        "ratios": ratios, "rows": body})
     return tables
 
@@ -197,7 +198,8 @@ def accuracy_table(rows: list[Row]) -> dict[str, Any]:
     """int8 accuracy (float accuracy, agreement) per (model, method, repair) x ratio; one device suffices."""
     ratios = _ratios(rows)
     cells: dict[tuple, dict[float, Row]] = {}
-    for r in rows:
+    # accuracy is the host's evaluation of the exported model: one row per ratio, preferring one with int8 figures
+    for r in sorted(rows, key=lambda r: r.acc_int8 is None):
         if r.acc_int8 is None and r.acc_float is None:
             continue
         cells.setdefault((r.model, r.method, r.repair), {}).setdefault(r.ratio, r)
@@ -219,7 +221,8 @@ def _mark(text: str, est: bool) -> str:
 
 LEGEND = (f"{EST_MARK} = estimated runtime (instructions counted on an emulated twin × CPI ÷ the board's clock); "
           "unmarked runtimes are measured (on the device, or on this host for a twin). Targets marked *(twin)* are "
-          "emulated. RAM = static + arena + stack; Flash = program + model. KB = 1024 bytes.")
+          "emulated. RAM: static data + arena + stack on MCUs, the runner's peak RSS on Linux targets; "
+          "Flash: program + model on MCUs, the stored model on Linux targets. KB = 1024 bytes.")
 
 
 def markdown(rows: list[Row], images: dict[str, str], title: str) -> str:
@@ -359,7 +362,8 @@ def plot_accuracy(rows: list[Row]) -> bytes | None:
         ax.set_ylabel("int8 accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("accuracy vs ratio: fold vs mag1 vs mag2")
+    methods = sorted({r.method for r in rows if r.acc_int8 is not None}, key=_method_rank)
+    fig.suptitle("int8 accuracy vs ratio: " + " vs ".join(methods))
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edgefold.compiler.codegen import emit, planner, reader
 from edgefold.compiler.codegen.lower import Lowerer, UnsupportedOp
+
 from edgefold.fsutil import ensure_dir, write_text
 
 SUPPORTED_OPS: dict[str, int] = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from edgefold.compiler.codegen.lower import Lowered, Ref
 from edgefold.compiler.codegen.planner import Plan
 from edgefold.compiler.codegen.reader import Graph
@@ -49,8 +48,17 @@ def _bytes_literal(data: bytes, indent: str = "    ") -> str:
     return "\n".join(lines)
 
 
-def _array(name: str, ctype: str, values: np.ndarray) -> str:
+# Up to this much int8 data, arrays are brace lists (ISO C for any compiler); beyond it (host-only models such as
+# ResNet-18 / VGG-11) string literals, which GCC and Clang parse ~100x faster but ISO C only guarantees to 4095 chars.
+LIST_LIMIT = 1 << 20
+
+
+def _array(name: str, ctype: str, values: np.ndarray, literal: bool = False) -> str:
     n = max(1, values.size)
+    if ctype == "int8_t" and not literal:
+        vals = values.astype(np.int8).tolist() or [0]
+        rows = ",\n    ".join(",".join(map(str, vals[i:i + 32])) for i in range(0, len(vals), 32))
+        return f"static const int8_t {name}[{n}] EF_WEIGHTS_ATTR = {{\n    {rows}}};\n"
     if ctype == "int8_t":
         # one spare byte for the literal's terminating NUL, so no compiler warns about truncation
         return (f"static const int8_t {name}[{n + 1}] EF_WEIGHTS_ATTR =\n"
@@ -121,8 +129,9 @@ int ef_model_run(const int8_t *input, int8_t *output);
 static int8_t ef_arena[EF_ARENA_BYTES] EF_ALIGN16;
 
 """]
+    literal = sum(c.values.nbytes for c in lw.consts if c.ctype == "int8_t") > LIST_LIMIT
     for c in lw.consts:
-        parts.append(_array(c.name, c.ctype, c.values))
+        parts.append(_array(c.name, c.ctype, c.values, literal))
     parts.append("\n")
     for i, s in enumerate(lw.steps):
         if s.struct:

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import tflite
-
 from edgefold.compiler.codegen.planner import Buffer, align
 from edgefold.compiler.codegen.quant import (
     act_range_f,
@@ -18,6 +17,7 @@ from edgefold.compiler.codegen.quant import (
     quantize_multiplier_smaller_than_one,
 )
 from edgefold.compiler.codegen.reader import Graph, Op, Tensor
+
 from edgefold.errors import EdgefoldError
 
 MAX_DIMS = 6

@@ -61,7 +61,7 @@ def _blocks(buffers: dict[str, Buffer], overlaps: list[tuple[str, str, int]]):
         rel[out] = (bi, ro)
         used.append((out, inp, delta))
     blocks = []
-    for bid, mem in members.items():
+    for mem in members.values():
         lo = min(mem.values())
         size = max(r - lo + buffers[k].size for k, r in mem.items())
         first = min(buffers[k].first for k in mem)

@@ -107,7 +107,8 @@ def read(blob: bytes) -> Graph:
     except Exception as e:
         raise EdgefoldError(f"not a valid .tflite model: {e}") from None
     if model.SubgraphsLength() > 1:
-        raise EdgefoldError("models with more than one subgraph (control flow) are not supported by the edgefold runtime")
+        raise EdgefoldError("models with more than one subgraph (control flow) are not supported by the edgefold "
+                            "runtime")
     sg = model.Subgraphs(0)
     tensors = []
     for i in range(sg.TensorsLength()):

@@ -123,7 +123,7 @@ def _slices_for(dg: tp.DependencyGraph, item, n: int, names: dict) -> tuple[list
         sl = [Slice(name, mod, [("weight", 0), ("bias", 0)], index, MEAN)]
         if isinstance(mod, nn.modules.instancenorm._InstanceNorm):
             sl.append(Slice(name, mod, [("running_mean", 0), ("running_var", 0)], index, MEAN, feature=False))
-        norm = name
+        norm = name if isinstance(mod, nn.LayerNorm) else None  # the report lists BatchNorm/LayerNorm only
     elif isinstance(mod, nn.PReLU):
         sl = [Slice(name, mod, [("weight", 0)], index, MEAN)] if mod.num_parameters > 1 else []
     elif isinstance(mod, nn.Embedding):

@@ -32,6 +32,7 @@ as it is (`dir` does not even synthesise a batch); BatchNorm layers of mixed mod
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -227,7 +228,11 @@ def deep_inversion(model: nn.Module, example_inputs: Any, cfg: DirConfig = DEFAU
     handles = [m.register_forward_hook(hook) for _, m in bns]
     was_training = model.training
     model.eval()  # forward with running stats; the hooks see the batch's own statistics
-    x.requires_grad_(True)
+    # The caller may be under no_grad/inference_mode (compress() often is); the optimisation needs autograd.
+    grad_ctx = contextlib.ExitStack()
+    grad_ctx.enter_context(torch.inference_mode(False))
+    grad_ctx.enter_context(torch.enable_grad())
+    x = x.clone().requires_grad_(True)
     opt = torch.optim.Adam([x], lr=cfg.lr)
     try:
         for _ in range(cfg.steps):
@@ -250,6 +255,7 @@ def deep_inversion(model: nn.Module, example_inputs: Any, cfg: DirConfig = DEFAU
             x.grad = grad
             opt.step()
     finally:
+        grad_ctx.close()
         for h in handles:
             h.remove()
         model.train(was_training)

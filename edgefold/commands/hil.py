@@ -68,4 +68,7 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"  [red]{o.status}[/] {o.cell.id}: {escape(o.reason)}")
     if not result.ok:
         return 1
+    if c["skipped"] and c["skipped"] == len(result.outcomes):  # no board answered: a green build would be a lie
+        err_console.print("hil: every cell was skipped: nothing was tested", markup=False)
+        return 1
     return 1 if args.fail_on_skip and c["skipped"] else 0

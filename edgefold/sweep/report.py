@@ -93,6 +93,12 @@ def summarise(plan: Plan, rows: list[dict[str, Any]], theorems: list[dict[str, A
             d = [fa - fb for _, a, fa, fb in ps if a == arch]
             by_arch.append({"arch": arch, "ratio": ratio, "repair": rep, "n": len(d), "mean_delta": round(mean(d), 3),
                             "win_share": round(sum(x > 0 for x in d) / len(d), 4)})
+    secs: dict[tuple, list[float]] = defaultdict(list)
+    for r in rows:
+        if r["repair"] == "none":
+            secs[(r["arch"], r["method"], r["ratio"])].append(r["compress_seconds"])
+    speed = [{"arch": a, "method": m, "ratio": q, "n": len(v), "mean_seconds": round(mean(v), 4)}
+             for (a, m, q), v in sorted(secs.items())]
     th = {"groups": sum(t["groups"] for t in theorems),
           "fold_k1_le_prune_k": sum(t["fold_k1_le_prune_k"] for t in theorems),
           "kmeans_groups": sum(t.get("kmeans_groups", 0) for t in theorems),
@@ -107,7 +113,7 @@ def summarise(plan: Plan, rows: list[dict[str, Any]], theorems: list[dict[str, A
         "base_accuracy_min": round(min(base.values()), 3) if base else None,
         "code_versions": sorted({r["code"] for r in rows}),
         "torch_versions": sorted({r["torch"] for r in rows}),
-        "table": table, "fold_vs_mag1": wins, "fold_vs_mag1_by_arch": by_arch, "theorem": th,
+        "table": table, "compress_seconds": speed, "fold_vs_mag1": wins, "fold_vs_mag1_by_arch": by_arch, "theorem": th,
         "goals": goals(wins, cells),
     }
 
@@ -185,6 +191,13 @@ def markdown(summary: dict[str, Any], plan: Plan) -> str:
                       f"{th['groups']} coupled groups ({100 * th['fold_k1_le_prune_k'] / th['groups']:.2f}%), over "
                       f"{th['records']} (checkpoint, ratio) models; edgefold's k-means fold at k ≤ best prune at k−1 "
                       f"on {th['kmeans_k_le_prune_km1']} of {th['kmeans_groups']} groups with k ≥ 2."]
+    sp = {(x["arch"], x["method"]): x for x in s["compress_seconds"] if x["ratio"] == 0.5}
+    if sp:
+        lines += ["", "Compression time at r=0.5 (repair none; mean seconds per model, one thread, on the machine that "
+                      "ran the sweep): " + "; ".join(
+                          f"{a}: " + ", ".join(f"{m} {sp[(a, m)]['mean_seconds']:.3f}" for m in plan.methods
+                                               if (a, m) in sp)
+                          for a in sorted({a for a, _ in sp}))]
     lines += ["", "Goals:", ""]
     names = {"delta_fold_mag1_r05_repair": "fold − mag1 at r=0.5 with repair (points)",
              "win_share_r_ge_03_repair": "fold beats mag1, share of checkpoints at r ≥ 0.3 with repair",

@@ -216,8 +216,15 @@ def run_ray(plan: Plan, cache: Cache, address: str | None = "auto", notify: Noti
 
     t0 = time.perf_counter()
     if not ray.is_initialized():
-        ray.init(address=None if address in (None, "local") else address, include_dashboard=False,
-                 log_to_driver=False)
+        try:
+            ray.init(address=None if address in (None, "local") else address, include_dashboard=False,
+                     log_to_driver=False)
+        except (ConnectionError, ValueError) as e:
+            from edgefold.errors import EdgefoldError
+
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise EdgefoldError(f"cannot reach a Ray cluster at {address!r} ({first}); start one with "
+                                "`ray start --head` or pass --ray local") from None
     train_task = ray.remote(num_cpus=1, max_retries=2)(_ray_train)
     eval_task = ray.remote(num_cpus=1, max_retries=2)(_ray_eval)
     stats = Stats(total=len(plan.evals()))

@@ -2,22 +2,41 @@
 #include "ef_quant.h"
 #include "ef_runtime.h"
 
-static inline int8_t add1(const ef_add_params *p, int32_t x, int32_t y) {
-    const int32_t a = ef_mbqm_small((x + p->in1_offset) * (1 << p->left_shift), p->in1_mult, p->in1_shift);
-    const int32_t b = ef_mbqm_small((y + p->in2_offset) * (1 << p->left_shift), p->in2_mult, p->in2_shift);
-    const int32_t r = ef_mbqm_small(a + b, p->out_mult, p->out_shift) + p->out_offset;
-    return (int8_t)ef_clamp(r, p->act_min, p->act_max);
+/* Parameters copied into locals: the int8 output stores may alias anything, so the compiler would otherwise
+ * reload every field of the parameter block for every element. */
+typedef struct {
+    int32_t o1, o2, oo, ls, m1, m2, mo, lo, hi;
+    int e1, e2, eo;
+    int32_t k1, k2, ko; /* rounding masks (1 << e) - 1 */
+} add_consts;
+
+static inline int32_t rdbpot(int32_t x, int e, int32_t mask) {
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> e) + ((x & mask) > threshold ? 1 : 0);
+}
+
+static inline int8_t add1(const add_consts *c, int32_t x, int32_t y) {
+    const int32_t a = rdbpot(ef_srdhm((x + c->o1) * (1 << c->ls), c->m1), c->e1, c->k1);
+    const int32_t b = rdbpot(ef_srdhm((y + c->o2) * (1 << c->ls), c->m2), c->e2, c->k2);
+    const int32_t r = rdbpot(ef_srdhm(a + b, c->mo), c->eo, c->ko) + c->oo;
+    return (int8_t)ef_clamp(r, c->lo, c->hi);
 }
 
 /* Element i is written after both inputs' element i is read: the output may alias either input. */
 int ef_add(const ef_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
+    add_consts c;
     int32_t i;
+    const int32_t n = p->b.count;
+    c.o1 = p->in1_offset, c.o2 = p->in2_offset, c.oo = p->out_offset, c.ls = p->left_shift;
+    c.m1 = p->in1_mult, c.m2 = p->in2_mult, c.mo = p->out_mult, c.lo = p->act_min, c.hi = p->act_max;
+    c.e1 = (int)-p->in1_shift, c.e2 = (int)-p->in2_shift, c.eo = (int)-p->out_shift;
+    c.k1 = (int32_t)((1u << c.e1) - 1u), c.k2 = (int32_t)((1u << c.e2) - 1u), c.ko = (int32_t)((1u << c.eo) - 1u);
     if (!p->b.broadcast) {
-        for (i = 0; i < p->b.count; ++i) out[i] = add1(p, in1[i], in2[i]);
+        for (i = 0; i < n; ++i) out[i] = add1(&c, in1[i], in2[i]);
     } else {
         int32_t idx[EF_MAX_DIMS] = {0}, o1 = 0, o2 = 0;
-        for (i = 0; i < p->b.count; ++i) {
-            out[i] = add1(p, in1[o1], in2[o2]);
+        for (i = 0; i < n; ++i) {
+            out[i] = add1(&c, in1[o1], in2[o2]);
             ef_bcast_offsets(&p->b, idx, &o1, &o2);
         }
     }

@@ -7,14 +7,26 @@
 /* im2col two output pixels at a time into q15 columns (offset added, padding = 0), then a 2x2-blocked SMLAD
  * matmul. Reads of a pixel pair complete before its outputs are written (the planner relies on this order). */
 static void im2col(const ef_conv_params *p, const int8_t *in, int32_t oy, int32_t ox, int32_t *cols, int32_t which) {
-    const int32_t c = p->in_c, k_len = p->k_h * p->k_w * c;
+    const int32_t c = p->in_c, k_len = p->k_h * p->k_w * c, row = p->k_w * c;
     const int32_t iy0 = oy * p->stride_h - p->pad_t, ix0 = ox * p->stride_w - p->pad_l;
+    /* with dilation 1 and the whole kernel row inside the image, a row of taps is one contiguous NHWC run */
+    const int row_inside = p->dil_w == 1 && ix0 >= 0 && ix0 + p->k_w <= p->in_w;
     int32_t ky, kx, k = 0;
     for (ky = 0; ky < p->k_h; ++ky) {
         const int32_t iy = iy0 + ky * p->dil_h;
+        if (iy < 0 || iy >= p->in_h) {
+            ef_col_zero(cols, which, k, k_len, row);
+            k += row;
+            continue;
+        }
+        if (row_inside) {
+            ef_col_fill(cols, which, k, k_len, in + (iy * p->in_w + ix0) * c, row, p->in_offset);
+            k += row;
+            continue;
+        }
         for (kx = 0; kx < p->k_w; ++kx, k += c) {
             const int32_t ix = ix0 + kx * p->dil_w;
-            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w)
+            if (ix < 0 || ix >= p->in_w)
                 ef_col_zero(cols, which, k, k_len, c);
             else
                 ef_col_fill(cols, which, k, k_len, in + (iy * p->in_w + ix) * c, c, p->in_offset);

@@ -13,12 +13,10 @@ static inline void put16(int32_t *cols, int32_t idx, int32_t v) {
 void ef_col_zero(int32_t *cols, int32_t which, int32_t k, int32_t k_len, int32_t n) {
     int32_t i = 0;
     const int32_t k4 = k_len & ~3;
-    if ((k & 3) == 0)
-        for (; i + 4 <= n && k + i + 4 <= k4; i += 4) {
-            int32_t *g = cols + ((k + i) >> 2) * 4 + which * 2;
-            g[0] = 0;
-            g[1] = 0;
-        }
+    int32_t *g;
+    for (; i < n && ((k + i) & 3) != 0; ++i) put16(cols, ef_col_index(k + i, k_len, which), 0);
+    g = cols + ((k + i) >> 2) * 4 + which * 2;
+    for (; i + 4 <= n && k + i + 4 <= k4; i += 4, g += 4) g[0] = g[1] = 0;
     for (; i < n; ++i) put16(cols, ef_col_index(k + i, k_len, which), 0);
 }
 
@@ -26,14 +24,14 @@ void ef_col_fill(int32_t *cols, int32_t which, int32_t k, int32_t k_len, const i
                  int32_t offset) {
     int32_t i = 0;
     const int32_t k4 = k_len & ~3;
-    if ((k & 3) == 0) {
-        const int32_t off2 = (int32_t)(((uint32_t)(uint16_t)(int16_t)offset) * 0x10001u);
-        int32_t *g = cols + (k >> 2) * 4 + which * 2;
-        for (; i + 4 <= n && k + i + 4 <= k4; i += 4, g += 4) {
-            const int32_t v = ef_read32(src + i);
-            g[0] = ef_sadd16(ef_sxtb16(v), off2);
-            g[1] = ef_sadd16(ef_sxtb16_ror8(v), off2);
-        }
+    const int32_t off2 = (int32_t)(((uint32_t)(uint16_t)(int16_t)offset) * 0x10001u);
+    int32_t *g;
+    for (; i < n && ((k + i) & 3) != 0; ++i) put16(cols, ef_col_index(k + i, k_len, which), src[i] + offset);
+    g = cols + ((k + i) >> 2) * 4 + which * 2;
+    for (; i + 4 <= n && k + i + 4 <= k4; i += 4, g += 4) {
+        const int32_t v = ef_read32(src + i);
+        g[0] = ef_sadd16(ef_sxtb16(v), off2);
+        g[1] = ef_sadd16(ef_sxtb16_ror8(v), off2);
     }
     for (; i < n; ++i) put16(cols, ef_col_index(k + i, k_len, which), src[i] + offset);
 }

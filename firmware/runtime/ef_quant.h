@@ -58,6 +58,8 @@ static inline int32_t ef_sxtb16_ror8(int32_t x) {
 }
 #define ef_smlad(a, b, acc) ((int32_t)__smlad((int16x2_t)(a), (int16x2_t)(b), (int32_t)(acc)))
 #define ef_sadd16(a, b) ((int32_t)__sadd16((int16x2_t)(a), (int16x2_t)(b)))
+#define ef_smlabb(a, b, acc) ((int32_t)__smlabb((int32_t)(a), (int32_t)(b), (int32_t)(acc)))
+#define ef_smlatt(a, b, acc) ((int32_t)__smlatt((int32_t)(a), (int32_t)(b), (int32_t)(acc)))
 #elif defined(EF_PACKED_EMULATE)
 static inline int32_t ef_pack16(int32_t lo, int32_t hi) {
     return (int32_t)(((uint32_t)(uint16_t)(int16_t)lo) | (((uint32_t)(uint16_t)(int16_t)hi) << 16));
@@ -75,6 +77,12 @@ static inline int32_t ef_smlad(int32_t a, int32_t b, int32_t acc) {
 }
 static inline int32_t ef_sadd16(int32_t a, int32_t b) {
     return ef_pack16(ef_lo16(a) + ef_lo16(b), ef_hi16(a) + ef_hi16(b));
+}
+static inline int32_t ef_smlabb(int32_t a, int32_t b, int32_t acc) {
+    return (int32_t)((uint32_t)acc + (uint32_t)(ef_lo16(a) * ef_lo16(b)));
+}
+static inline int32_t ef_smlatt(int32_t a, int32_t b, int32_t acc) {
+    return (int32_t)((uint32_t)acc + (uint32_t)(ef_hi16(a) * ef_hi16(b)));
 }
 #endif
 

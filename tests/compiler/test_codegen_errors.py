@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import tflite
 from _ef_tflite_builder import Op, T, build, fc_model, unary_model
-
 from edgefold.compiler.codegen import SUPPORTED_OPS, UnsupportedOp, generate
+
 from edgefold.errors import EdgefoldError
 
 

@@ -8,7 +8,6 @@ import subprocess
 import numpy as np
 import pytest
 from _ef_tflite_builder import fc_model
-
 from edgefold.compiler.codegen import RUNTIME_DIR, generate
 from edgefold.compiler.codegen.planner import Buffer, plan
 from edgefold.compiler.codegen.quant import quantize_multiplier

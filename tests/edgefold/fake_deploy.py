@@ -7,7 +7,8 @@ matrix (test_hil_emulated.py) runs the real `edgefold deploy` against the emulat
 
 Environment knobs: FAKE_DEPLOY_CALLS=file (a "start" and an "end" line per invocation),
 FAKE_DEPLOY_SLEEP=seconds (before finishing), FAKE_DEPLOY_SLOW_FACTOR=x (multiply the latency: a regression),
-FAKE_DEPLOY_BAD_RESULT=1 (write a result.json of the wrong schema).
+FAKE_DEPLOY_BAD_RESULT=1 (write a result.json of the wrong schema), FAKE_DEPLOY_VANISH=1 (delete the file
+named by --port and fail: a board that disappears mid-run).
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def main() -> int:
     if calls:
         with open(calls, "a") as f:
             f.write(f"end {time.time():.4f} {a.target} {a.model} {a.method} {a.ratio} {a.fault}\n")
+    if os.environ.get("FAKE_DEPLOY_VANISH") and a.port:  # the board disappears mid-run (its port node goes away)
+        Path(a.port).unlink(missing_ok=True)
+        print(f"edgefold deploy: error: serial port {a.port} vanished (fake)", file=sys.stderr)
+        return 4
     if a.fault == "kill":
         print("edgefold deploy: error: emulator exited during the benchmark (fake)", file=sys.stderr)
         return 4

@@ -96,7 +96,7 @@ def test_report_of_the_ci_run_in_chromium(ci_run, tmp_path, cli):
     r = cells["nano33ble-qemu.edgefold.dscnn.fold.r0.5.ar"]
     assert f">≈{report.fmt_ms(r['latency']['value'])}<" in html  # estimated, and marked so
     assert f">{report.fmt_kb(r['flash'])}<" in html and f">{report.fmt_kb(r['ram']['total'])}<" in html
-    assert "nano33ble-qemu (twin)" in html and "jetson-local (twin)" in html
+    assert "nano33ble-qemu (twin) · edgefold" in html and "jetson-local (twin) · onnxruntime" in html
     screenshot(rep / "report.html", tmp_path / "shot.png", tmp_path)
     png_is_non_trivial(tmp_path / "shot.png")
 
@@ -132,7 +132,7 @@ target = "nano33ble-qemu"
 method = "fold"
 ratio = 0.5
 fault = ["kill", "garble", "stall"]
-args = ["--timeout", "20"]    # the deploy's own wait for the device: a stalled UART ends in a DeviceError
+args = ["--timeout", "10"]    # the deploy's own wait for the device: a stalled UART ends in a DeviceError
 """)
     before = {c["id"]: c["run_id"] for c in ci_run["hil"]["cells"]}
     p = hil("--matrix", matrix, "--out", out, env=env)

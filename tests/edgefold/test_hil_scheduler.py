@@ -36,6 +36,7 @@ def fake_env(tmp_path, monkeypatch):
     monkeypatch.delenv("FAKE_DEPLOY_SLEEP", raising=False)
     monkeypatch.delenv("FAKE_DEPLOY_SLOW_FACTOR", raising=False)
     monkeypatch.delenv("FAKE_DEPLOY_BAD_RESULT", raising=False)
+    monkeypatch.delenv("FAKE_DEPLOY_VANISH", raising=False)
     return log
 
 
@@ -242,6 +243,45 @@ target = "nano33ble-qemu"
     assert len([c for c in calls(fake_env) if c[0] == "start"]) == len(starts)
 
 
+def test_board_lost_mid_run(tmp_path, fake_env, monkeypatch):
+    """A named port that vanishes during a cell: that cell errs as 'device lost', the next one on the board too
+    (without deploying), other devices carry on; the lost cells are retried when the run is resumed."""
+    port = tmp_path / "ttyACM9"
+    port.write_text("")
+    m = hil.load_matrix(write_matrix(tmp_path, f"""
+[devices.nano33ble]
+port = "{port}"
+[[matrix]]
+model = "dscnn"
+ratio = [0, 0.5]
+target = ["nano33ble", "nano33ble-qemu"]
+"""))
+    monkeypatch.setenv("FAKE_DEPLOY_VANISH", "1")
+    run = hil.run_matrix(m, tmp_path / "out", deploy_base=FAKE, ports=[])
+    st = {o.cell.id: o for o in run.outcomes}
+    first, second = st["nano33ble.edgefold.dscnn.fold.r0.none"], st["nano33ble.edgefold.dscnn.fold.r0.5.none"]
+    assert first.status == "error" and first.reason.startswith("device lost during the cell") and "vanished" in \
+        first.reason
+    assert second.status == "error" and "device lost before this cell" in second.reason
+    assert len([c for c in calls(fake_env) if c[0] == "start" and c[2] == "nano33ble"]) == 1
+    assert st["nano33ble-qemu.edgefold.dscnn.fold.r0.5.none"].status == "passed"  # the other device carried on
+    # board back: the never-run cell is deployed on resume, the recorded error is kept (no --retry-errors)
+    monkeypatch.delenv("FAKE_DEPLOY_VANISH")
+    port.write_text("")
+    run2 = hil.run_matrix(m, tmp_path / "out", deploy_base=FAKE, ports=[])
+    st2 = {o.cell.id: o for o in run2.outcomes}
+    assert st2["nano33ble.edgefold.dscnn.fold.r0.5.none"].status == "passed"
+    assert st2[first.cell.id].status == "error" and st2[first.cell.id].reused
+
+
+def test_one_run_per_output_folder(tmp_path, fake_env):
+    m = hil.load_matrix(write_matrix(tmp_path, '[[matrix]]\nmodel="dscnn"\ntarget="nano33ble-qemu"\n'))
+    (tmp_path / "out").mkdir()
+    with hil._exclusive(tmp_path / "out"), pytest.raises(EdgefoldError, match="another `edgefold hil` is running"):
+        hil.run_matrix(m, tmp_path / "out", deploy_base=FAKE)
+    assert hil.run_matrix(m, tmp_path / "out", deploy_base=FAKE).ok  # released with the first run
+
+
 def test_resume_redoes_a_cell_whose_options_changed(tmp_path, fake_env):
     text = '[[matrix]]\nmodel = "dscnn"\ntarget = "nano33ble-qemu"\nruns = {}\n'
     out = tmp_path / "out"
@@ -318,6 +358,12 @@ def test_cli_dry_run_and_errors(tmp_path, cli):
     m = write_matrix(tmp_path, BASIC)
     rc, out, err = cli("hil", "--matrix", m, "--out", tmp_path / "o", "--dry-run")
     assert rc == 0 and "nano33ble-qemu.edgefold.dscnn.fold.r0.none" in out and "skip (" in out
+    boards_only = write_matrix(tmp_path, '[[matrix]]\nmodel="dscnn"\ntarget=["nano33ble", "esp-eye"]\n')
+    if not hil.list_serial_ports():  # no board attached here: all skipped, and that is not a green run
+        rc, out, err = cli("hil", "--matrix", boards_only, "--out", tmp_path / "o2")
+        assert rc == 1 and "every cell was skipped" in err
+        root = ET.parse(tmp_path / "o2/junit.xml").getroot()
+        assert root.get("skipped") == "2" and root.get("tests") == "2"
     rc, out, err = cli("hil", "--matrix", tmp_path / "nope.toml", "--out", tmp_path / "o")
     assert rc != 0 and "not found" in err and "Traceback" not in err
 

@@ -31,6 +31,7 @@ def results(tmp_path) -> Path:
             result("nano33ble-qemu", "mag1", 0.5, 4000.0, "estimated", 49152, 1_992_294, 60.3, True),
             result("esp-eye", "fold", 0.5, 1532.0, "measured", 49152, 1_992_294, 80.2, False),
             result("jetson-local", "fold", 0.5, 1.25, "measured", 1 << 20, 2_000_000, 80.2, True)]
+    docs[-1]["backend"], docs[-1]["accuracy"]["int8"] = "onnxruntime", None  # the Jetson runs the float ONNX
     for i, d in enumerate(docs):
         p = root / f"d{i}"
         p.mkdir(parents=True)
@@ -45,12 +46,27 @@ def test_table2_layout_and_marks(results, tmp_path):
     fold = next(t for t in tables if "fold" in t["title"])
     assert fold["ratios"] == [0.0, 0.5]
     devs = [r[0] for r in fold["rows"] if r[0]]
-    assert devs == ["esp-eye", "jetson-local (twin)", "nano33ble-qemu (twin)"]
+    assert devs == ["esp-eye · edgefold", "jetson-local (twin) · onnxruntime", "nano33ble-qemu (twin) · edgefold"]
     md = report.markdown(rows, {}, "t")
-    assert "| nano33ble-qemu (twin) | runtime (ms) | ≈6,831 | ≈4,218 |" in md  # estimated: marked
-    assert "| esp-eye | runtime (ms) | – | 1,532 |" in md  # measured: unmarked; absent ratio: dash
+    assert "| nano33ble-qemu (twin) · edgefold | runtime (ms) | ≈6,831 | ≈4,218 |" in md  # estimated: marked
+    assert "| esp-eye · edgefold | runtime (ms) | – | 1,532 |" in md  # measured: unmarked; absent ratio: dash
     assert "| Flash (KB) | 3,481.6 | 1,945.6 |" in md
     assert "| resnet8 | mag1 | ar | – | 60.3 (60.8 / 99.0) |" in md
+
+
+def test_hil_json_and_deploy_dirs_together(results, tmp_path):
+    """hil.json cells with results count (fault cells and errors do not); a later input replaces an earlier row."""
+    hil_dir = tmp_path / "hil"
+    hil_dir.mkdir()
+    newer = result("nano33ble-qemu", "fold", 0.5, 4000.0, "estimated", 49152, 1_992_294, 81.0, True)
+    cells = [{"id": "a", "status": "passed", "params": {"fault": None}, "result": newer},
+             {"id": "b", "status": "error", "params": {"fault": "kill"}, "result": None},
+             {"id": "c", "status": "failed", "params": {"fault": "garble"}, "result": newer}]
+    (hil_dir / "hil.json").write_text(json.dumps({"schema": "edgefold-hil/1", "cells": cells}))
+    rows = report.collect([results, hil_dir])
+    assert len(rows) == 5
+    r = next(r for r in rows if r.target == "nano33ble-qemu" and r.method == "fold" and r.ratio == 0.5)
+    assert r.runtime_ms == 4000.0 and r.status == "passed" and r.source.endswith("hil.json#a")
 
 
 def test_report_errors(tmp_path, cli):
@@ -72,7 +88,8 @@ def test_html_report_in_headless_chromium(results, tmp_path, cli):
         png_is_non_trivial(out / name)
     html = (out / "report.html").read_text()
     check_html_self_contained(html)
-    for value in ("≈6,831", "≈4,218", "1,532", "1.25", "3,481.6", "48.0", "1,024.0", "nano33ble-qemu (twin)"):
+    for value in ("≈6,831", "≈4,218", "1,532", "1.25", "3,481.6", "48.0", "1,024.0",
+                  "nano33ble-qemu (twin) · edgefold"):
         assert f">{value}<" in html, value
     assert html.count("data:image/png;base64,") == 4
     shot = tmp_path / "shot.png"

@@ -4,8 +4,8 @@ host builds of the generated C, and the TFLM reference."""
 from __future__ import annotations
 
 import functools
-import re
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -21,6 +21,7 @@ def export(model: torch.nn.Module, shape: tuple[int, ...], calib: torch.Tensor |
     LayerNorm) go through the same conversion without that gate: the runtime covers mixed graphs too."""
     from edgefold.compiler import data
     from edgefold.compiler.export.tflite import convert_int8, export_tflite_int8
+
     from edgefold.errors import EdgefoldError
 
     calib = data.calibration_batch(shape, CALIB_N) if calib is None else calib
@@ -32,7 +33,7 @@ def export(model: torch.nn.Module, shape: tuple[int, ...], calib: torch.Tensor |
         return convert_int8(model, calib[:1].contiguous(), calib)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def zoo_blob(name: str, fold_ratio: float | None = None) -> bytes:
     from edgefold.compiler import data, zoo
 
