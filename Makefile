@@ -26,10 +26,8 @@ debian:
 demo: venv debian
 	@mkdir -p $(RUNS)
 	@[ -f $(RUNS)/resnet8.pt ] || $(BIN)/edgefold train --model resnet8 --out $(RUNS)/resnet8.pt
-	$(BIN)/edgefold compress --model resnet8 --weights $(RUNS)/resnet8.pt --method fold --ratio 0.5 \
-		--repair ar --out $(RUNS)/demo-compress
 	$(BIN)/edgefold deploy --target nano33ble-qemu --model resnet8 --weights $(RUNS)/resnet8.pt \
-		--method fold --ratio 0.5 --repair ar --out $(RUNS)/demo
+		--method fold --ratio 0.25 --repair repair --out $(RUNS)/demo
 
 test: venv debian
 	$(BIN)/ruff check .

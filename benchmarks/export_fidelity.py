@@ -56,6 +56,15 @@ def folded(name: str, model: torch.nn.Module) -> torch.nn.Module:
     return out.eval()
 
 
+def finetuned(name: str, model: torch.nn.Module, epochs: int = 2) -> torch.nn.Module:
+    """The folded model after a short fine-tune: separates the export's fidelity from the compression's damage."""
+    import copy
+
+    tuned = copy.deepcopy(model)
+    train(tuned, zoo.input_shape(name), TrainConfig(epochs=epochs))
+    return tuned.eval()
+
+
 def row(name: str, variant: str, model: torch.nn.Module) -> dict:
     shape = zoo.input_shape(name)
     params = sum(p.numel() for p in model.parameters())
@@ -96,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="resnet8,dscnn,mobilenetv1_025")
     ap.add_argument("--zoo", action="store_true", help="also try lowering resnet18, vgg11_bn, vit_tiny")
+    ap.add_argument("--finetune", action="store_true",
+                    help="extra variant: the folded model fine-tuned for 2 epochs (not part of the goal)")
     ap.add_argument("--no-append", action="store_true", help="do not append to benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
@@ -104,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold]{name}[/]")
         base = trained(name)
         rows.append(row(name, "float-trained", base))
-        rows.append(row(name, "fold 0.5 + repair", folded(name, base)))
+        fold = folded(name, base)
+        rows.append(row(name, "fold 0.5 + repair", fold))
+        if args.finetune:
+            rows.append(row(name, "fold 0.5 + repair + 2-epoch fine-tune (extra)", finetuned(name, fold)))
     t = Table(title="TFLite int8 on TFLM host vs float PyTorch (digits test set, 360 images)")
     cols = ["model", "variant", "params", "float acc %", "TFLM int8 acc %", "loss pt", "agreement %",
             "LiteRT agree %", "ONNX int8 agree %", "max |err|",
@@ -138,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                      "calibration: 128 digits training images; evaluation: the 360-image digits test split. Goal: "
                      f"agreement >= {AGREE_GOAL}% and loss <= {LOSS_GOAL} pt on TFLM.\n\n")
             fh.write("\n".join(md + zoo_md) + "\n")
-    return 0 if all(r["ok"] for r in rows) else 1
+    return 0 if all(r["ok"] for r in rows if "(extra)" not in r["variant"]) else 1
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ from typing import Any
 
 from edgefold.errors import EdgefoldError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def ensure_dir(path: str | os.PathLike) -> Path:
     """Create `path` (and parents) and check that it is writable; raise a one-line error otherwise."""
@@ -36,6 +39,7 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; results should be as readable as any other file
     try:
         yield tmp_path
         os.replace(tmp_path, dest)

@@ -20,7 +20,7 @@ SUPPORTED_OPS: dict[str, int] = {
     "CONV_2D": 6, "DEPTHWISE_CONV_2D": 7, "FULLY_CONNECTED": 12, "ADD": 5, "SUB": 3, "MUL": 7,
     "SQUARED_DIFFERENCE": 2, "DIV": 2, "MAX_POOL_2D": 3, "AVERAGE_POOL_2D": 3, "MEAN": 3, "PAD": 4, "PADV2": 4,
     "RESHAPE": 2, "SQUEEZE": 2, "EXPAND_DIMS": 2, "QUANTIZE": 3, "DEQUANTIZE": 5, "TRANSPOSE": 6, "SLICE": 6,
-    "SOFTMAX": 3, "RSQRT": 3, "BATCH_MATMUL": 4,
+    "SOFTMAX": 3, "RSQRT": 3, "BATCH_MATMUL": 4, "CONCATENATION": 4,
 }
 
 RUNTIME_DIR = Path(__file__).resolve().parents[2] / "firmware" / "runtime"

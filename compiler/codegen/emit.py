@@ -78,8 +78,8 @@ def _arg(r: Ref, lw: Lowered, plan: Plan) -> str:
     root = lw.storage[int(r.key)]
     if root == lw.input_root:
         return f"(const {r.ctype} *)input" if r.ctype != "int8_t" else "input"
-    off = plan.offsets[f"t{root}"]
-    return f"({r.ctype} *)(ef_arena + {off})" if r.ctype != "int8_t" else f"(ef_arena + {off})"
+    off = plan.offsets[f"t{root}"] + r.offset
+    return f"({r.ctype} *)(void *)(ef_arena + {off})" if r.ctype != "int8_t" else f"(ef_arena + {off})"
 
 
 def render(g: Graph, lw: Lowered, plan: Plan, weights_bytes: int) -> tuple[str, str]:
@@ -143,7 +143,7 @@ static int8_t ef_arena[EF_ARENA_BYTES] EF_ALIGN16;
         outs = [r for r in s.args if r.kind == "tensor"]
         if outs:
             t = g.tensors[int(outs[-1].key)]
-            parts.append(f"    EF_TRACE_STEP({i}, {_arg(outs[-1], lw, plan)}, {t.nbytes});\n")
-    out_off = plan.offsets[f"t{lw.output_root}"]
-    parts.append(f"    ef_copy(output, ef_arena + {out_off}, EF_OUTPUT_BYTES);\n    return 0;\n}}\n")
+            parts.append(f"    EF_TRACE_STEP({i}, {_arg(outs[-1], lw, plan)}, {t.nbytes - outs[-1].offset});\n")
+    src = "input" if lw.output_root == lw.input_root else f"ef_arena + {plan.offsets[f't{lw.output_root}']}"
+    parts.append(f"    ef_copy(output, {src}, EF_OUTPUT_BYTES);\n    return 0;\n}}\n")
     return "".join(parts), h

@@ -41,6 +41,7 @@ class Ref:
     kind: str  # "tensor" | "scratch" | "const" | "null"
     key: str | int
     ctype: str
+    offset: int = 0  # bytes into the tensor (CONCATENATION writes bands of its output)
 
 
 @dataclass
@@ -198,10 +199,17 @@ class Lowerer:
         bias = self.const(self.t(bi), "int32_t") if bi >= 0 else None
         if bi >= 0:
             self.need(op, self.t(bi).dtype == "int32", "non-int32 bias")
+        as_conv = dw and c == 1
+        if as_conv:
+            # one input channel: a depthwise conv is an ordinary conv (1HWO -> OHWI), which has the SMLAD kernel
+            dw = False
+            weights = self.const(w.data.transpose(3, 1, 2, 0), "int8_t", f"wt{op.index}")
+        else:
+            weights = self.const(w, "int8_t")
         fields = dict(in_h=h, in_w=wd, in_c=c, out_h=oh, out_w=ow, out_c=oc, k_h=kh, k_w=kw, stride_h=sh,
                       stride_w=sw, dil_h=dh, dil_w=dwl, pad_t=pad_t, pad_l=pad_l, in_offset=-x.zero_point,
                       out_offset=y.zero_point, act_min=amin, act_max=amax,
-                      depth_mult=(oc // c) if dw else 1, weights=self.const(w, "int8_t"), bias=bias,
+                      depth_mult=(oc // c) if dw else 1, weights=weights, bias=bias,
                       mult=self.const(np.array(mult), "int32_t", f"m{op.index}"),
                       shift=self.const(np.array(shift), "int32_t", f"sh{op.index}"))
         k = kh * kw * (1 if dw else c)
@@ -211,7 +219,7 @@ class Lowerer:
             self.need(op, oc % c == 0, "channel multiplier")
             fn = "ef_depthwise_conv_2d"
         else:
-            self.need(op, w.shape[3] == c, "grouped convolution")
+            self.need(op, as_conv or w.shape[3] == c, "grouped convolution")
             fn = "ef_conv_2d"
             args.append(self.scratch(step, 2 * 2 * k))
         self.add_step(Step(fn, "ef_conv_params", fields, args, op.name, oh * ow * oc * k))
@@ -471,12 +479,35 @@ class Lowerer:
         f.update(lhs_offset=-lt.zero_point, rhs_offset=-rt.zero_point, out_offset=y.zero_point, mult=m, shift=s)
         self.add_step(Step("ef_batch_matmul", "ef_bmm_params", f, args, op.name, macs))
 
+    def concatenation(self, op: Op) -> None:
+        yi = op.outputs[0]
+        y = self.t(yi)
+        self.need(op, y.dtype in ("int8", "float32"), y.dtype)
+        self.need(op, op.options.get("FusedActivationFunction", 0) == 0, "fused activation")
+        nd = len(y.shape)
+        axis = int(op.options.get("Axis", 0)) % nd
+        es = np.dtype(y.dtype).itemsize
+        rows = int(np.prod(y.shape[:axis], dtype=np.int64))
+        out_row = int(np.prod(y.shape[axis:], dtype=np.int64)) * es
+        off = 0
+        for xi in op.inputs:
+            x = self.t(xi)
+            self.need(op, x.dtype == y.dtype, "mixed types")
+            if y.dtype == "int8":
+                self.need(op, x.scale == y.scale and x.zero_point == y.zero_point, "inputs with other quantisation")
+            row = int(np.prod(x.shape[axis:], dtype=np.int64)) * es
+            f = dict(rows=rows, row_bytes=row, in_stride=row, out_stride=out_row)
+            dst = self.ref(yi)
+            dst.offset = off
+            self.add_step(Step("ef_copy_rows", "ef_rows_params", f, [self.ref(xi), dst], op.name))
+            off += row
+
     HANDLERS = {
         "CONV_2D": conv, "DEPTHWISE_CONV_2D": conv, "FULLY_CONNECTED": fully_connected,
         "ADD": binary, "SUB": binary, "MUL": binary, "SQUARED_DIFFERENCE": binary, "DIV": binary,
         "MAX_POOL_2D": pool, "AVERAGE_POOL_2D": pool, "MEAN": mean, "PAD": pad, "PADV2": pad,
         "QUANTIZE": qdq, "DEQUANTIZE": qdq, "TRANSPOSE": gather, "SLICE": gather, "SOFTMAX": softmax,
-        "RSQRT": rsqrt, "BATCH_MATMUL": batch_matmul,
+        "RSQRT": rsqrt, "BATCH_MATMUL": batch_matmul, "CONCATENATION": concatenation,
     }
 
     # --- driver -----------------------------------------------------------------------------------------
@@ -496,12 +527,9 @@ class Lowerer:
                                     f"{self.t(i).dtype}; the edgefold runtime needs a full-integer (int8 in/out) model")
         self.aliases()
         self.fuse_pads()
-        step_of_op: dict[int, int] = {}
         for op in self.g.ops:
-            if op.index in self.skip:
-                continue
-            self.HANDLERS[op.name](self, op)
-            step_of_op[op.index] = len(self.out.steps) - 1
+            if op.index not in self.skip:
+                self.HANDLERS[op.name](self, op)
         self.lifetimes()
         return self.out
 

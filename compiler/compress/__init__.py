@@ -92,7 +92,7 @@ def compress(model: nn.Module, example_inputs: torch.Tensor, method: str = "fold
         from edgefold.compiler.compress.repair import apply_repair  # lazy: repair pulls in data/inversion code
 
         t = time.perf_counter()
-        apply_repair(repair, work, model, report.groups, calib_data, example_inputs)
+        apply_repair(repair, work, model, report.groups, calib_data, example_inputs, seed=seed)
         report.timings["repair"] = round(time.perf_counter() - t, 4)
         report.seconds += time.perf_counter() - t
     report.repair = repair

@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -95,7 +95,7 @@ def apply_repair(kind: str, compressed: nn.Module, original: nn.Module, groups: 
     else:
         cfg = dir_config or DEFAULT_DIR
         if seed is not None:
-            cfg = DirConfig(**{**cfg.__dict__, "seed": seed})
+            cfg = replace(cfg, seed=seed)
         if not batchnorms(compressed):
             return  # nothing to re-estimate (LayerNorm-only model): see module docstring
         synthetic = deep_inversion(original, example_inputs, cfg)

@@ -7,6 +7,7 @@ together, so a failure half-way leaves nothing new behind and earlier artifacts 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ class ExportReport:
     tflm_arena_bytes: int | None = None  # 64-bit host TFLM estimate
     ops: dict[str, int] = field(default_factory=dict)  # .tflite builtin op -> highest version used
     coverage: Any = None  # CoverageReport for target_backend
+    tflite_io: dict[str, Any] = field(default_factory=dict)  # int8 input/output: shape, scale, zero point
     flags: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     out_dir: Path | None = None
@@ -54,6 +56,7 @@ class ExportReport:
             "tflm_arena_bytes": self.tflm_arena_bytes,
             "tflm_arena_note": "64-bit host TFLM estimate" if self.tflm_arena_bytes else None,
             "ops": self.ops,
+            "tflite_io": self.tflite_io,
             "coverage": self.coverage.to_dict() if self.coverage is not None else None,
             "flags": self.flags,
             "files": self.sizes,
@@ -99,7 +102,7 @@ def export_all(model: nn.Module, input_shape: tuple[int, ...], out_dir: str | os
     target_backend: "tflm" or "edgefold" (op coverage gate for the .tflite).
     With out_dir=None nothing is written (the report still describes every artifact).
     """
-    from edgefold.compiler.check.coverage import BACKENDS, check_coverage, read_model
+    from edgefold.compiler.check.coverage import BACKENDS
     from edgefold.compiler.export.calib import calibration
     from edgefold.compiler.export.tflite import check_calibration
 
@@ -110,6 +113,21 @@ def export_all(model: nn.Module, input_shape: tuple[int, ...], out_dir: str | os
     example = torch.zeros((1, *shape[1:]), dtype=torch.float32)
     calib_t = calib if isinstance(calib, torch.Tensor) else calibration(calib, shape)
     calib_t = check_calibration(calib_t, example)
+    created = out_dir is not None and not Path(out_dir).exists()
+    try:
+        return _export(model, shape, out_dir, fmts, calib_t, target_backend, check, label, on_stage)
+    except BaseException:
+        if created:  # a folder this call made, left empty by the failure: remove it too
+            with contextlib.suppress(OSError):
+                Path(out_dir).rmdir()
+        raise
+
+
+def _export(model: nn.Module, shape: tuple[int, ...], out_dir: str | os.PathLike | None, fmts: list[str],
+            calib_t: torch.Tensor, target_backend: str, check: bool, label: str,
+            on_stage: Callable[[str], None] | None) -> ExportReport:
+    from edgefold.compiler.check.coverage import check_coverage, read_model
+
     if out_dir is not None:
         from edgefold.fsutil import ensure_dir
 
@@ -146,6 +164,9 @@ def export_all(model: nn.Module, input_shape: tuple[int, ...], out_dir: str | os
         info = read_model(blobs["tflite-int8"])
         report.coverage = check_coverage(info, target_backend)
         report.ops = info.op_versions()
+        report.tflite_io = {kind: {"name": t.name, "dtype": t.dtype, "shape": t.shape, "scale": t.scale,
+                                   "zero_point": t.zero_point}
+                            for kind, t in (("input", info.inputs[0]), ("output", info.outputs[0]))}
         report.flags = list(report.coverage.flags)
         report.seconds["coverage"] = time.perf_counter() - t0
     files = {FILES[f]: (f, blobs[f]) for f in fmts}

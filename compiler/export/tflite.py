@@ -101,6 +101,23 @@ def _quantizer(observer: str):
     return pq.PT2EQuantizer().set_global(cfg)
 
 
+def _one_partition_per_call(graph: torch.fx.GraphModule) -> None:
+    """Give each call of a reused module (e.g. a block's single `self.relu` used twice) its own partition.
+
+    The PT2E annotators group nodes by the module they came from; two calls of one ReLU become one "partition"
+    with two outputs, which the quantizer skips ("Relu partition has more than one output node"), leaving the
+    residual ADD in float. torch.export already tells the calls apart in the stack key ("relu@1"), so copy that
+    into the module name the partitioner groups by.
+    """
+    for node in graph.graph.nodes:
+        stack = node.meta.get("nn_module_stack")
+        if not stack:
+            continue
+        key, (fqn, cls) = list(stack.items())[-1]
+        if "@" in key and "@" not in fqn:
+            stack[key] = (f"{fqn}@{key.rsplit('@', 1)[1]}", cls)
+
+
 def export_tflite_int8(model: nn.Module, example_input: torch.Tensor, calib_data: torch.Tensor,
                        observer: str = DEFAULT_OBSERVER) -> bytes:
     """Quantise `model` (NCHW, float) to a full-integer int8 .tflite with NHWC int8 input; returns the flatbuffer.
@@ -141,6 +158,7 @@ def convert_int8(model: nn.Module, example_input: torch.Tensor, calib_data: torc
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.export / torchao deprecation chatter, not the user's business
             graph, batched = _export(net, example)
+            _one_partition_per_call(graph)
             stage = "PT2E prepare"
             with contextlib.redirect_stdout(io.StringIO()):  # the quantizer print()s notes about partitions
                 graph = prepare_pt2e(graph, quantizer)

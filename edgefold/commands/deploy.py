@@ -95,6 +95,10 @@ def print_result(r: dict, path: Path) -> None:
             t.add_row(f"RAM {k}", f"{ram[k]:,} B")
     if r.get("flash") is not None:
         t.add_row("Flash", f"{r['flash']:,} B")
+    comp = r.get("compress") or {}
+    if comp.get("accuracy_before") is not None:
+        t.add_row("accuracy before -> after compression", f"{comp['accuracy_before']:.2f} -> "
+                                                          f"{comp['accuracy_after']:.2f} %")
     acc = r.get("accuracy") or {}
     for k in ("float", "int8", "agreement"):
         if acc.get(k) is not None:

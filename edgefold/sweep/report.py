@@ -93,6 +93,21 @@ def summarise(plan: Plan, rows: list[dict[str, Any]], theorems: list[dict[str, A
             d = [fa - fb for _, a, fa, fb in ps if a == arch]
             by_arch.append({"arch": arch, "ratio": ratio, "repair": rep, "n": len(d), "mean_delta": round(mean(d), 3),
                             "win_share": round(sum(x > 0 for x in d) / len(d), 4)})
+    meta = {r["checkpoint_key"]: r for r in rows}
+    factors = {"optimizer": lambda r: r["optimizer"], "SAM": lambda r: "on" if r["sam_rho"] > 0 else "off",
+               "augment": lambda r: "on" if r["augment"] else "off", "weight decay": lambda r: f"{r['weight_decay']:g}"}
+    by_factor = []
+    for (ratio, rep), ps in sorted(pairs.items()):
+        if rep != "repair":
+            continue
+        for fname, fn in factors.items():
+            groups: dict[str, list[float]] = defaultdict(list)
+            for ck, _, fa, fb in ps:
+                groups[fn(meta[ck])].append(fa - fb)
+            for level, d in sorted(groups.items()):
+                by_factor.append({"ratio": ratio, "factor": fname, "level": level, "n": len(d),
+                                  "mean_delta": round(mean(d), 3),
+                                  "win_share": round(sum(x > 0 for x in d) / len(d), 4)})
     secs: dict[tuple, list[float]] = defaultdict(list)
     for r in rows:
         if r["repair"] == "none":
@@ -113,7 +128,8 @@ def summarise(plan: Plan, rows: list[dict[str, Any]], theorems: list[dict[str, A
         "base_accuracy_min": round(min(base.values()), 3) if base else None,
         "code_versions": sorted({r["code"] for r in rows}),
         "torch_versions": sorted({r["torch"] for r in rows}),
-        "table": table, "compress_seconds": speed, "fold_vs_mag1": wins, "fold_vs_mag1_by_arch": by_arch, "theorem": th,
+        "table": table, "compress_seconds": speed, "fold_vs_mag1": wins,
+        "fold_vs_mag1_by_factor": by_factor, "fold_vs_mag1_by_arch": by_arch, "theorem": th,
         "goals": goals(wins, cells),
     }
 
@@ -185,6 +201,12 @@ def markdown(summary: dict[str, Any], plan: Plan) -> str:
             lines.append(f"| {a} | " + " | ".join("–" if v is None else
                                                  f"{v['mean_delta']:+.1f} ({100 * v['win_share']:.0f}%)"
                                                  for v in vals) + " |")
+    bf = [x for x in s.get("fold_vs_mag1_by_factor", []) if x["ratio"] == 0.5]
+    if bf:
+        lines += ["", "Δ (fold − mag1) at r=0.5 with repair, by training hyperparameter:", "",
+                  "| factor | level | n | mean Δ | fold wins |", "|---|---|---:|---:|---:|"]
+        lines += [f"| {x['factor']} | {x['level']} | {x['n']} | {x['mean_delta']:+.1f} | {100 * x['win_share']:.0f}% |"
+                  for x in bf]
     th = s["theorem"]
     if th["groups"]:
         lines += ["", f"Theorem check: fold(k+1) ≤ prune(k) (L1 and L2 prunes) on {th['fold_k1_le_prune_k']} of "

@@ -1,4 +1,10 @@
 /* BATCH_MATMUL, int8 (reference_ops::BatchMatMul with per-tensor requantisation) and float32. */
+/* float results must not depend on the compiler fusing a*b+c into one FMA (TFLM rounds each step) */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 #include "ef_quant.h"
 #include "ef_runtime.h"
 

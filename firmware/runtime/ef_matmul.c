@@ -5,7 +5,7 @@
 
 #if defined(EF_PACKED)
 
-static inline void put16(int32_t *cols, int32_t idx, int32_t v) {
+EF_INLINE void put16(int32_t *cols, int32_t idx, int32_t v) {
     const int16_t h = (int16_t)v;
     memcpy((int16_t *)(void *)cols + idx, &h, 2);
 }
@@ -36,12 +36,15 @@ void ef_col_fill(int32_t *cols, int32_t which, int32_t k, int32_t k_len, const i
     for (; i < n; ++i) put16(cols, ef_col_index(k + i, k_len, which), src[i] + offset);
 }
 
-static inline int8_t requant(int32_t acc, int32_t m, int32_t s, int32_t out_offset, int32_t act_min,
+#if defined(__GNUC__)
+__attribute__((always_inline))  /* -Os would otherwise make this a call per output */
+#endif
+EF_INLINE int8_t requant(int32_t acc, int32_t m, int32_t s, int32_t out_offset, int32_t act_min,
                              int32_t act_max) {
     return (int8_t)ef_clamp(ef_mbqm(acc, m, s) + out_offset, act_min, act_max);
 }
 
-static inline int16_t get16(const int32_t *cols, int32_t idx) {
+EF_INLINE int16_t get16(const int32_t *cols, int32_t idx) {
     int16_t h;
     memcpy(&h, (const int16_t *)(const void *)cols + idx, 2);
     return h;

@@ -2,13 +2,14 @@
 #ifndef EF_MATMUL_H
 #define EF_MATMUL_H
 
+#include "ef_quant.h"
 #include "ef_runtime.h"
 
 /* Two q15 columns (input + offset) of k_len elements live interleaved in one int32 buffer of 2 * k_len int16:
  * for every group of four elements g: [col0 (k0,k2)] [col0 (k1,k3)] [col1 (k0,k2)] [col1 (k1,k3)], so that one
  * 16-byte load feeds the four SMLADs of a 2x2 (channel x pixel) block and one SXTB16 / SXTB16-ROR8 pair of a
  * 4-byte weight load lines up with it. The k_len % 4 tail follows, column 0 then column 1, in natural order. */
-static inline int32_t ef_col_index(int32_t k, int32_t k_len, int32_t which) {
+EF_INLINE int32_t ef_col_index(int32_t k, int32_t k_len, int32_t which) {
     static const int8_t perm[4] = {0, 2, 1, 3};
     const int32_t k4 = k_len & ~3;
     return k < k4 ? ((k >> 2) * 8 + which * 4 + perm[k & 3]) : (k4 * 2 + which * (k_len - k4) + (k - k4));

@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#define EF_INLINE static inline
+
 #if defined(__ARM_FEATURE_DSP) && !defined(EF_NO_DSP)
 #include <arm_acle.h>
 #define EF_DSP 1
@@ -16,7 +18,7 @@
 #define EF_PACKED 1
 #endif
 
-static inline int32_t ef_srdhm(int32_t a, int32_t b) {
+EF_INLINE int32_t ef_srdhm(int32_t a, int32_t b) {
     if (a == b && a == INT32_MIN) return INT32_MAX;
     /* The reference computes (ab + nudge) / 2^31 with nudge = 2^30 or 1 - 2^30 by sign and truncating division;
      * for ab < 0 that equals floor((ab + 2^30) / 2^31), as it does for ab >= 0: one rounding add and an
@@ -24,7 +26,7 @@ static inline int32_t ef_srdhm(int32_t a, int32_t b) {
     return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
-static inline int32_t ef_rdbpot(int32_t x, int exponent) {
+EF_INLINE int32_t ef_rdbpot(int32_t x, int exponent) {
     const int32_t mask = (int32_t)((((uint32_t)1) << exponent) - 1u);
     const int32_t remainder = x & mask;
     const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
@@ -32,18 +34,18 @@ static inline int32_t ef_rdbpot(int32_t x, int exponent) {
 }
 
 /* TFLite MultiplyByQuantizedMultiplier(int32 x, int32 multiplier, int shift) */
-static inline int32_t ef_mbqm(int32_t x, int32_t multiplier, int32_t shift) {
+EF_INLINE int32_t ef_mbqm(int32_t x, int32_t multiplier, int32_t shift) {
     const int left = shift > 0 ? (int)shift : 0;
     const int right = shift > 0 ? 0 : (int)-shift;
     return ef_rdbpot(ef_srdhm((int32_t)((uint32_t)x << left), multiplier), right);
 }
 
 /* TFLite MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0) */
-static inline int32_t ef_mbqm_small(int32_t x, int32_t multiplier, int32_t shift) {
+EF_INLINE int32_t ef_mbqm_small(int32_t x, int32_t multiplier, int32_t shift) {
     return ef_rdbpot(ef_srdhm(x, multiplier), (int)-shift);
 }
 
-static inline int32_t ef_clamp(int32_t x, int32_t lo, int32_t hi) {
+EF_INLINE int32_t ef_clamp(int32_t x, int32_t lo, int32_t hi) {
     return x < lo ? lo : (x > hi ? hi : x);
 }
 
@@ -51,7 +53,7 @@ static inline int32_t ef_clamp(int32_t x, int32_t lo, int32_t hi) {
 #if defined(EF_DSP)
 #define ef_sxtb16(x) ((int32_t)__sxtb16((uint32_t)(x)))
 /* SXTB16 with its free ROR #8 operand (the ACLE has no intrinsic for the rotated form) */
-static inline int32_t ef_sxtb16_ror8(int32_t x) {
+EF_INLINE int32_t ef_sxtb16_ror8(int32_t x) {
     int32_t r;
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
     return r;
@@ -61,27 +63,27 @@ static inline int32_t ef_sxtb16_ror8(int32_t x) {
 #define ef_smlabb(a, b, acc) ((int32_t)__smlabb((int32_t)(a), (int32_t)(b), (int32_t)(acc)))
 #define ef_smlatt(a, b, acc) ((int32_t)__smlatt((int32_t)(a), (int32_t)(b), (int32_t)(acc)))
 #elif defined(EF_PACKED_EMULATE)
-static inline int32_t ef_pack16(int32_t lo, int32_t hi) {
+EF_INLINE int32_t ef_pack16(int32_t lo, int32_t hi) {
     return (int32_t)(((uint32_t)(uint16_t)(int16_t)lo) | (((uint32_t)(uint16_t)(int16_t)hi) << 16));
 }
-static inline int32_t ef_lo16(int32_t x) { return (int16_t)(uint16_t)((uint32_t)x & 0xffffu); }
-static inline int32_t ef_hi16(int32_t x) { return (int16_t)(uint16_t)((uint32_t)x >> 16); }
-static inline int32_t ef_sxtb16(int32_t x) {
+EF_INLINE int32_t ef_lo16(int32_t x) { return (int16_t)(uint16_t)((uint32_t)x & 0xffffu); }
+EF_INLINE int32_t ef_hi16(int32_t x) { return (int16_t)(uint16_t)((uint32_t)x >> 16); }
+EF_INLINE int32_t ef_sxtb16(int32_t x) {
     return ef_pack16((int8_t)(uint8_t)((uint32_t)x & 0xffu), (int8_t)(uint8_t)(((uint32_t)x >> 16) & 0xffu));
 }
-static inline int32_t ef_sxtb16_ror8(int32_t x) {
+EF_INLINE int32_t ef_sxtb16_ror8(int32_t x) {
     return ef_pack16((int8_t)(uint8_t)(((uint32_t)x >> 8) & 0xffu), (int8_t)(uint8_t)(((uint32_t)x >> 24) & 0xffu));
 }
-static inline int32_t ef_smlad(int32_t a, int32_t b, int32_t acc) {
+EF_INLINE int32_t ef_smlad(int32_t a, int32_t b, int32_t acc) {
     return (int32_t)((uint32_t)acc + (uint32_t)(ef_lo16(a) * ef_lo16(b)) + (uint32_t)(ef_hi16(a) * ef_hi16(b)));
 }
-static inline int32_t ef_sadd16(int32_t a, int32_t b) {
+EF_INLINE int32_t ef_sadd16(int32_t a, int32_t b) {
     return ef_pack16(ef_lo16(a) + ef_lo16(b), ef_hi16(a) + ef_hi16(b));
 }
-static inline int32_t ef_smlabb(int32_t a, int32_t b, int32_t acc) {
+EF_INLINE int32_t ef_smlabb(int32_t a, int32_t b, int32_t acc) {
     return (int32_t)((uint32_t)acc + (uint32_t)(ef_lo16(a) * ef_lo16(b)));
 }
-static inline int32_t ef_smlatt(int32_t a, int32_t b, int32_t acc) {
+EF_INLINE int32_t ef_smlatt(int32_t a, int32_t b, int32_t acc) {
     return (int32_t)((uint32_t)acc + (uint32_t)(ef_hi16(a) * ef_hi16(b)));
 }
 #endif

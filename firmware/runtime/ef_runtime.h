@@ -106,6 +106,10 @@ typedef struct {
     int32_t count;
 } ef_unary_params;
 
+typedef struct {
+    int32_t rows, row_bytes, in_stride, out_stride;   /* bytes */
+} ef_rows_params;
+
 int ef_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out, int32_t *scratch);
 int ef_depthwise_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out);
 int ef_fully_connected(const ef_fc_params *p, const int8_t *in, int8_t *out, int32_t *scratch);
@@ -125,6 +129,7 @@ int ef_softmax_f32(const ef_softmax_params *p, const float *in, float *out);
 int ef_batch_matmul(const ef_bmm_params *p, const int8_t *lhs, const int8_t *rhs, int8_t *out);
 int ef_batch_matmul_f32(const ef_bmm_params *p, const float *lhs, const float *rhs, float *out);
 int ef_rsqrt_f32(const ef_unary_params *p, const float *in, float *out);
+int ef_copy_rows(const ef_rows_params *p, const void *in, void *out);   /* CONCATENATION, one input per call */
 void ef_copy(void *dst, const void *src, int32_t n);
 
 /* Walks the output index space of a broadcast op, returning input element offsets. */

@@ -1,4 +1,10 @@
 /* ADD / SUB / MUL / SQUARED_DIFFERENCE / DIV on float32 with broadcasting (mixed-precision exports). */
+/* float results must not depend on the compiler fusing a*b+c into one FMA (TFLM rounds each step) */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 #include "ef_runtime.h"
 
 int ef_f32_binary(const ef_f32_binary_params *p, const float *in1, const float *in2, float *out) {

@@ -1,5 +1,11 @@
 /* MEAN over contiguous axes, int8 (TFLite reference_ops::QuantizedMeanOrSum) and float32 (reference_ops::Mean:
  * sequential float sum in input order, then one division). */
+/* float results must not depend on the compiler fusing a*b+c into one FMA (TFLM rounds each step) */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 #include "ef_quant.h"
 #include "ef_runtime.h"
 

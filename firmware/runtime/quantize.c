@@ -1,5 +1,11 @@
 /* QUANTIZE: float32 -> int8 (reference_ops::AffineQuantize: round(x / scale) in float, half away from zero) and
  * int8 -> int8 requantisation (reference_ops::Requantize). No libm needed. */
+/* float results must not depend on the compiler fusing a*b+c into one FMA (TFLM rounds each step) */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 #include "ef_quant.h"
 #include "ef_runtime.h"
 

@@ -1,4 +1,10 @@
 /* RSQRT, float32 (1 / sqrt(x), as the TFLM elementwise kernel). */
+/* float results must not depend on the compiler fusing a*b+c into one FMA (TFLM rounds each step) */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 #include <math.h>
 
 #include "ef_runtime.h"

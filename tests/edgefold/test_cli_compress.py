@@ -145,3 +145,15 @@ def test_bad_input_one_line_error_nothing_written(cli, tmp_path, case, earlier_r
         assert match in err, err
     assert not (tmp_path / "new_out").exists()
     assert {p.name: p.read_bytes() for p in earlier_run.iterdir()} == before  # no stray temp or staged files
+
+
+def test_compressed_model_can_be_compressed_again(cli, tmp_path):
+    assert cli("compress", "--model", "dscnn", "--ratio", "0.5", "--repair", "none", "--out", tmp_path / "a")[0] == 0
+    rc, _, err = cli("compress", "--weights", tmp_path / "a" / "model.pt", "--method", "mag1", "--ratio", "0.5",
+                     "--repair", "dir", "--out", tmp_path / "b")
+    assert rc == 0, err
+    a = json.loads((tmp_path / "a" / "compress.json").read_text())
+    b = json.loads((tmp_path / "b" / "compress.json").read_text())
+    assert b["params_before"] == a["params_after"] and b["params_after"] < a["params_after"]
+    lm = load_model(tmp_path / "b" / "model.pt")  # plan is relative to the original dscnn, so it rebuilds
+    assert sum(p.numel() for p in lm.model.parameters()) == b["params_after"]

@@ -3,9 +3,11 @@ host builds of the generated C, and the TFLM reference."""
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,6 +15,8 @@ import numpy as np
 import torch
 
 BUILD_DIR = Path(os.environ.get("EF_TEST_BUILD_DIR") or tempfile.mkdtemp(prefix="ef-runtime-tests-"))
+if "EF_TEST_BUILD_DIR" not in os.environ:  # a private temp folder: gone with the test session
+    atexit.register(shutil.rmtree, BUILD_DIR, True)
 CALIB_N = 64
 
 

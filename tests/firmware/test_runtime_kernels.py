@@ -132,3 +132,20 @@ def test_mean(seed: int) -> None:
     c = int(r.integers(1, 20))
     _compare(nn.Sequential(_int8_front(c, seed), _Mean()), (1, c, int(r.integers(1, 9)), int(r.integers(1, 9))),
              seed, "MEAN")
+
+
+class _Concat(nn.Module):
+    def __init__(self, c: int, c2: int, seed: int):
+        super().__init__()
+        self.front, self.side, self.back = _int8_front(c, seed), nn.Conv2d(c, c2, 3, 1, 1), _int8_front(c + c2, seed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.front(x)
+        return self.back(torch.cat([x, self.side(x)], dim=1))
+
+
+@pytest.mark.parametrize("seed", [61])
+def test_concatenation(seed: int) -> None:
+    r = np.random.default_rng(seed)
+    c, c2 = int(r.integers(1, 9)), int(r.integers(1, 9))
+    _compare(_Concat(c, c2, seed), (1, c, int(r.integers(3, 9)), int(r.integers(3, 9))), seed, "CONCATENATION")
