@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row(name, "fold 0.5 + repair + 2-epoch fine-tune (extra)", finetuned(name, fold)))
     t = Table(title="TFLite int8 on TFLM host vs float PyTorch (digits test set, 360 images)")
     cols = ["model", "variant", "params", "float acc %", "TFLM int8 acc %", "loss pt", "agreement %",
-            "LiteRT agree %", "ONNX int8 agree %", "max |err|",
+            "LiteRT agree %", "ONNX int8 agree %", "max abs err",
             "median top-1 margin", "TFLM arena B", ".tflite B", "goal", "export+check s"]
     for c in cols:
         t.add_column(c, justify="left" if c in ("model", "variant", "goal") else "right")

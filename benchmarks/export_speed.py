@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     t0 = time.perf_counter()
+    import litert_torch  # noqa: F401 - the heavy imports export_all makes lazily, timed here on purpose
+    import onnxruntime.quantization  # noqa: F401
     from edgefold.compiler import zoo
     from edgefold.compiler.export import export_all
 
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"\n## Export speed\n\nCommand: `.venv/bin/{cmd}` ({time.strftime('%Y-%m-%d')}, torch 2 threads, "
                 f"{os.cpu_count()} cores shared with other jobs, 1-min load average {load:.1f} at the end).\n\n"
                 "| what | seconds |\n|---|---|\n"
-                f"| import edgefold.compiler.export (first) | {import_s:.1f} |\n"
+                f"| first import (litert-torch, onnxruntime, edgefold export) | {import_s:.1f} |\n"
                 f"| warm-up export (first use of exporters/converter, not counted) | {warm_s:.1f} |\n"
                 f"| resnet8 -> all formats + C array, median of {args.runs} (min-max) | {med:.2f} "
                 f"({min(totals):.2f}-{max(totals):.2f}) |\n"

@@ -30,6 +30,7 @@ METHODS = ("fold", "mag1", "mag2")
 REPAIRS = ("none", "repair", "ar", "dir")
 BACKENDS = ("edgefold", "tflm", "onnxruntime", "tensorrt")  # MCU: first two; Jetson: last two
 FAULTS = ("kill", "garble", "stall")
+LINUX_ONNX_OPSET = 13
 
 Progress = Callable[[str], None]
 
@@ -119,17 +120,19 @@ def prepare_build_input(model: torch.nn.Module, shape: tuple[int, ...], kind: st
     from edgefold.compiler.export import export_all
 
     formats = ["tflite-int8"] if kind == "mcu" else ["onnx"]
+    # Linux boards: opset 13, what JetPack 4.6 (onnxruntime 1.11, TensorRT 8.2) reads.
     rep = export_all(model, shape, bdir, formats=formats, calib=calib, target_backend=backend if kind == "mcu"
-                     else "tflm", label=label, on_stage=lambda s: _stage(progress, f"export: {s}"))
+                     else "tflm", label=label, on_stage=lambda s: _stage(progress, f"export: {s}"),
+                     onnx_opset=None if kind == "mcu" else LINUX_ONNX_OPSET)
     x = fixed_input(shape) if calib is not None else torch.zeros(shape)
     info: dict[str, Any] = {"export": rep.to_dict()}
     write_bytes(bdir / "input.npy", _npy(x.numpy().astype(np.float32)))
     if kind == "mcu":
-        from edgefold.compiler.check.fidelity import _io_params, quantize_input
+        from edgefold.compiler.check.fidelity import io_params, quantize_input
         from edgefold.compiler.check.tflm import tflm_invoke
 
         blob = (bdir / "model_int8.tflite").read_bytes()
-        (in_scale, in_zp), _, _ = _io_params(blob)
+        (in_scale, in_zp), _, _ = io_params(blob)
         qx = quantize_input(x, in_scale, in_zp)
         qin = qx.tobytes()
         write_bytes(bdir / "input.bin", qin)

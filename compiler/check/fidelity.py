@@ -74,7 +74,7 @@ def _io_params(blob: bytes) -> tuple[tuple[float, int], tuple[float, int], int]:
     return (float(tin.scale[0]), int(zi)), (float(tout.scale[0]), int(zo)), len(tin.shape)
 
 
-io_params = _io_params  # public name; edgefold.pipeline imports the underscored one too
+io_params = _io_params  # public name (edgefold.pipeline uses it)
 
 
 def quantize_input(x: torch.Tensor, scale: float, zero_point: int) -> np.ndarray:

@@ -94,13 +94,14 @@ def parse_formats(text: str | list[str] | tuple[str, ...]) -> list[str]:
 def export_all(model: nn.Module, input_shape: tuple[int, ...], out_dir: str | os.PathLike | None = None,
                formats: str | list[str] | tuple[str, ...] = FORMATS,
                calib: torch.Tensor | str | os.PathLike | None = None,
-               target_backend: str = "tflm", check: bool = True, label: str = "model",
+               target_backend: str = "tflm", check: bool = True, label: str = "model", onnx_opset: int | None = None,
                on_stage: Callable[[str], None] | None = None) -> ExportReport:
     """Export `model` (float, NCHW input of `input_shape`) to `formats`, check, and write into `out_dir`.
 
     calib: a float N x C x H x W tensor, a .npz path, or None for the built-in digits sample.
     target_backend: "tflm" or "edgefold" (op coverage gate for the .tflite).
     With out_dir=None nothing is written (the report still describes every artifact).
+    onnx_opset: pin the ONNX opset (older runtimes, e.g. 13 for JetPack 4.6); default: the exporter's.
     """
     from edgefold.compiler.check.coverage import BACKENDS
     from edgefold.compiler.export.calib import calibration
@@ -115,7 +116,7 @@ def export_all(model: nn.Module, input_shape: tuple[int, ...], out_dir: str | os
     calib_t = check_calibration(calib_t, example)
     created = out_dir is not None and not Path(out_dir).exists()
     try:
-        return _export(model, shape, out_dir, fmts, calib_t, target_backend, check, label, on_stage)
+        return _export(model, shape, out_dir, fmts, calib_t, target_backend, check, label, on_stage, onnx_opset)
     except BaseException:
         if created:  # a folder this call made, left empty by the failure: remove it too
             with contextlib.suppress(OSError):
@@ -125,7 +126,7 @@ def export_all(model: nn.Module, input_shape: tuple[int, ...], out_dir: str | os
 
 def _export(model: nn.Module, shape: tuple[int, ...], out_dir: str | os.PathLike | None, fmts: list[str],
             calib_t: torch.Tensor, target_backend: str, check: bool, label: str,
-            on_stage: Callable[[str], None] | None) -> ExportReport:
+            on_stage: Callable[[str], None] | None, onnx_opset: int | None = None) -> ExportReport:
     from edgefold.compiler.check.coverage import check_coverage, read_model
 
     if out_dir is not None:
@@ -146,7 +147,7 @@ def _export(model: nn.Module, shape: tuple[int, ...], out_dir: str | os.PathLike
         from edgefold.compiler.export.onnx import export_onnx
 
         t0 = stage("ONNX export")
-        blobs["onnx"] = export_onnx(model, example)
+        blobs["onnx"] = export_onnx(model, example, opset=onnx_opset)
         report.seconds["onnx"] = time.perf_counter() - t0
     if "onnx-int8" in fmts:
         from edgefold.compiler.export.onnx_int8 import export_onnx_int8

@@ -21,28 +21,33 @@ def _first_line(e: BaseException) -> str:
     return (text.splitlines()[0] if text else type(e).__name__)[:300]
 
 
-def export_onnx(model: nn.Module, example_input: torch.Tensor, dynamo: bool = False) -> bytes:
+def export_onnx(model: nn.Module, example_input: torch.Tensor, dynamo: bool = False, opset: int | None = None) -> bytes:
     """Serialized float ONNX model with input "input" (N x C x H x W, dynamic N) and output "output".
 
     dynamo=False (default) tries the TorchScript exporter first (opset 17): 0.4 s for ResNet-8 against 2 s (6 s on
     first use) for the torch.export-based one, which is tried next (opset 18) if TorchScript fails or is gone in
     a future torch. dynamo=True uses only the torch.export-based exporter.
+    opset: pin the opset (e.g. 13 for JetPack 4.6's onnxruntime 1.11 / TensorRT 8.2); only the TorchScript
+    exporter can write opsets that old, so a pinned opset below 18 does not fall back to torch.export.
     """
     net = copy.deepcopy(model).eval()
     x = example_input[:1].to(torch.float32).contiguous()
     errors = []
-    for use_dynamo in ((True,) if dynamo else (False, True)):
+    order = (True,) if dynamo else (False, True)
+    if opset is not None and opset < OPSET:
+        order = (False,)
+    for use_dynamo in order:
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
                 if use_dynamo:
                     prog = torch.onnx.export(
-                        net, (x,), dynamo=True, opset_version=OPSET, input_names=[INPUT_NAME],
+                        net, (x,), dynamo=True, opset_version=opset or OPSET, input_names=[INPUT_NAME],
                         output_names=[OUTPUT_NAME], dynamic_shapes=({0: torch.export.Dim("batch", max=4096)},),
                         verbose=False, optimize=True)
                     return prog.model_proto.SerializeToString()
                 buf = io.BytesIO()
-                torch.onnx.export(net, (x,), buf, dynamo=False, opset_version=17, input_names=[INPUT_NAME],
+                torch.onnx.export(net, (x,), buf, dynamo=False, opset_version=opset or 17, input_names=[INPUT_NAME],
                                   output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "batch"},
                                                                             OUTPUT_NAME: {0: "batch"}})
                 return buf.getvalue()

@@ -28,7 +28,7 @@ os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
 CALIB_MAX = 256  # calibration samples used
 CALIB_BATCH = 64  # histogram observers cost per call, so calibrate in batches where the graph allows it
 OBSERVERS = ("minmax", "histogram")
-DEFAULT_OBSERVER = "minmax"  # measured: equal or better top-1 agreement than histogram on the zoo
+DEFAULT_OBSERVER = "minmax"  # TFLite's own PTQ convention; within 2 of 360 images of "histogram" on the zoo
 
 
 def check_calibration(calib_data: torch.Tensor, example_input: torch.Tensor) -> torch.Tensor:
@@ -81,6 +81,46 @@ def _export(net: nn.Module, example: torch.Tensor) -> tuple[torch.fx.GraphModule
         return torch.export.export(net, (example,)).module(), False
 
 
+def _relu6_quantizer_class():
+    from litert_torch.quantize import pt2e_quantizer as pq
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    aten = torch.ops.aten
+    producers = (aten.conv1d.default, aten.conv2d.default, aten.convolution.default, aten.batch_norm.default,
+                 aten._native_batch_norm_legit_no_training.default)
+
+    class ReLU6AwareQuantizer(pq.PT2EQuantizer):
+        """litert-torch's quantizer, plus ReLU6 treated like ReLU after a conv.
+
+        The stock quantizer has conv-bn-relu patterns but none for ReLU6: it lets hardtanh share the observer
+        of the conv output, so a ReLU6 output got the conv's pre-activation range (about half of the int8 codes
+        spent on negatives that ReLU6 removes; MobileNetV1-0.25 agreed 92.8 % instead of 96.4 %). As for ReLU,
+        the conv output is left unobserved and the ReLU6 output gets its own range; the converter then fuses
+        the clamp into the conv (CONV_2D with fused RELU6).
+        """
+
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            model = super().annotate(model)
+            act = self.global_config.output_activation
+            for node in model.graph.nodes:
+                if node.op != "call_function" or node.target not in (aten.hardtanh.default, aten.hardtanh_.default):
+                    continue
+                src = node.args[0]
+                lo = node.args[1] if len(node.args) > 1 else -1.0
+                hi = node.args[2] if len(node.args) > 2 else 1.0
+                if (float(lo), float(hi)) != (0.0, 6.0) or not isinstance(src, torch.fx.Node) \
+                        or src.target not in producers or len(src.users) != 1:
+                    continue  # only a ReLU6 the converter can fuse into the conv that feeds it
+                ann = src.meta.get("quantization_annotation")
+                if ann is None or ann.output_qspec is None:
+                    continue
+                ann.output_qspec = None  # fused into the conv: not a tensor of the int8 model
+                node.meta["quantization_annotation"] = QuantizationAnnotation(output_qspec=act, _annotated=True)
+            return model
+
+    return ReLU6AwareQuantizer
+
+
 def _quantizer(observer: str):
     """litert-torch's PT2E quantizer: symmetric per-channel int8 weights, int8 activations observed by `observer`.
 
@@ -98,7 +138,7 @@ def _quantizer(observer: str):
     ctr = (MinMaxObserver if observer == "minmax" else HistogramObserver).with_args(eps=2**-12)
     act = dataclasses.replace(cfg.input_activation, observer_or_fake_quant_ctr=ctr)
     cfg = dataclasses.replace(cfg, input_activation=act, output_activation=act)
-    return pq.PT2EQuantizer().set_global(cfg)
+    return _relu6_quantizer_class()().set_global(cfg)
 
 
 def _one_partition_per_call(graph: torch.fx.GraphModule) -> None:

@@ -103,3 +103,43 @@ def test_calibration_validation():
         check_calibration(torch.zeros(0, 3, 32, 32), ex)
     out = check_calibration(torch.zeros(4, 3, 32, 32, dtype=torch.float64), ex)
     assert out.dtype == torch.float32 and out.is_contiguous()
+
+
+def _fused_activation(blob: bytes, op_index: int) -> int:
+    import tflite
+
+    sg = tflite.Model.GetRootAsModel(blob, 0).Subgraphs(0)
+    raw = sg.Operators(op_index)
+    opts = {"CONV_2D": tflite.Conv2DOptions, "DEPTHWISE_CONV_2D": tflite.DepthwiseConv2DOptions}
+    name = read_model(blob).ops[op_index].name
+    o = opts[name]()
+    table = raw.BuiltinOptions()
+    o.Init(table.Bytes, table.Pos)
+    return o.FusedActivationFunction()
+
+
+def test_relu6_is_fused_with_its_own_range():
+    """conv -> BN -> ReLU6 (MobileNet): fused RELU6 and an output range starting at 0, not the conv's."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU6(),
+                                torch.nn.Conv2d(8, 8, 3, padding=1, groups=8), torch.nn.ReLU6()).eval()
+    calib = data.calibration_batch(TINY_SHAPE, 32) * 3
+    blob = export_tflite_int8(model, calib[:1], calib)
+    ops = read_model(blob).ops
+    assert [op.name for op in ops] == ["DEPTHWISE_CONV_2D", "DEPTHWISE_CONV_2D"]  # 1 input channel: depthwise
+    import tflite
+
+    for op in ops:
+        assert _fused_activation(blob, op.index) == tflite.ActivationFunctionType.RELU6
+        out = op.outputs[0]
+        assert out.zero_point == [-128]  # int8 code -128 is 0.0: no codes wasted on negatives
+        assert out.scale[0] * 255 <= 6.0 + 1e-3
+
+
+def test_reused_relu_module_keeps_residual_add_int8():
+    """Blocks that call one `self.relu` twice (ResNet-18's identity blocks): the residual ADD must be int8."""
+    model = zoo.ResNet([8], [2], in_ch=1).eval()
+    calib = data.calibration_batch(TINY_SHAPE, 16)
+    info = read_model(export_tflite_int8(model, calib[:1], calib))
+    adds = [op for op in info.ops if op.name == "ADD"]
+    assert len(adds) == 2 and all(t.dtype == "INT8" for op in adds for t in op.inputs + op.outputs)

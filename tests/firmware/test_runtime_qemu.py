@@ -32,10 +32,12 @@ def run_on_qemu(blob: bytes, x: np.ndarray, tag: str):
     return p.result(), res
 
 
-def test_resnet8_qemu_matches_host() -> None:
-    blob = zoo_blob("resnet8")
+# resnet8: the SMLAD int8 kernels; vit_tiny: its float islands too (expf/sqrtf from newlib, no FMA contraction)
+@pytest.mark.parametrize("name", ["resnet8", "vit_tiny"])
+def test_qemu_matches_host(name: str) -> None:
+    blob = zoo_blob(name)
     x = digits_inputs(blob, 1)
-    bench, res = run_on_qemu(blob, x[0], "resnet8")
+    bench, res = run_on_qemu(blob, x[0], name)
     host = host_model(blob, "packed").run(x)[0]
     assert bench.output is not None and len(bench.output) == host.size
     assert bench.output == host.tobytes(), f"M4 {bench.output.hex()} != host {host.tobytes().hex()}"
