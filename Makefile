@@ -29,9 +29,10 @@ demo: venv debian
 	$(BIN)/edgefold deploy --target nano33ble-qemu --model resnet8 --weights $(RUNS)/resnet8.pt \
 		--method fold --ratio 0.25 --repair repair --out $(RUNS)/demo
 
+# EDGEFOLD_FULL_BITEXACT=1: the runtime is checked bit-exact against TFLM on every zoo model, plain and folded.
 test: venv debian
 	$(BIN)/ruff check .
-	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@EDGEFOLD_FULL_BITEXACT=1 $(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 lint: venv
