@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--weights", default=None, help="trained checkpoint (accuracy column); runtime does not need it")
     ap.add_argument("--ratios", default="0.1,0.25,0.5,0.7")
     ap.add_argument("--method", default="fold")
-    ap.add_argument("--repair", default="ar")
+    ap.add_argument("--repair", default="repair")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "device_table.json"))
     a = ap.parse_args()
