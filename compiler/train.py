@@ -28,6 +28,19 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
 
 
+def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer every edgefold training uses (plain and SAM): Nesterov SGD or AdamW."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
+    return torch.optim.AdamW(params, cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, n_train: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """One-cycle learning rate over all steps of cfg.epochs."""
+    steps = cfg.epochs * ((n_train + cfg.batch_size - 1) // cfg.batch_size)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=0.25)
+
+
 def train(model: nn.Module, input_shape: tuple[int, ...], cfg: TrainConfig | None = None,
           on_epoch: Callable[[int, float], None] | None = None) -> float:
     """Train `model` in place; returns test accuracy (percent)."""
@@ -35,13 +48,8 @@ def train(model: nn.Module, input_shape: tuple[int, ...], cfg: TrainConfig | Non
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     tr, te = data.load(input_shape, "train"), data.load(input_shape, "test")
-    if cfg.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), cfg.lr, momentum=0.9,
-                                                     weight_decay=cfg.weight_decay, nesterov=True)
-    else:
-        opt = torch.optim.AdamW(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * ((len(tr) + cfg.batch_size - 1) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=0.25)
+    opt = make_optimizer(list(model.parameters()), cfg)
+    sched = make_schedule(opt, cfg, len(tr))
     for epoch in range(cfg.epochs):
         model.train()
         perm = torch.randperm(len(tr), generator=g)

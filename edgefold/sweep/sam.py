@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgefold.compiler import data
-from edgefold.compiler.train import TrainConfig, _augment
+from edgefold.compiler.train import TrainConfig, _augment, make_optimizer, make_schedule
 
 
 class SAM:
@@ -53,14 +53,9 @@ def train_sam(model: nn.Module, input_shape: tuple[int, ...], cfg: TrainConfig, 
     g = torch.Generator().manual_seed(cfg.seed)
     tr, te = data.load(input_shape, "train"), data.load(input_shape, "test")
     params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        base: torch.optim.Optimizer = torch.optim.SGD(params, cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay,
-                                                      nesterov=True)
-    else:
-        base = torch.optim.AdamW(params, cfg.lr, weight_decay=cfg.weight_decay)
+    base = make_optimizer(params, cfg)
     opt = SAM(params, base, rho)
-    steps = cfg.epochs * ((len(tr) + cfg.batch_size - 1) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(base, cfg.lr, total_steps=steps, pct_start=0.25)
+    sched = make_schedule(base, cfg, len(tr))
     for _ in range(cfg.epochs):
         model.train()
         perm = torch.randperm(len(tr), generator=g)
