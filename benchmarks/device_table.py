@@ -23,8 +23,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from edgefold.errors import EdgefoldError
-from edgefold.fsutil import write_json
+from edgefold.core.errors import EdgefoldError
+from edgefold.core.fsutil import write_json
 from edgefold.pipeline import DeployConfig, deploy
 
 ESP32_CLOCK_HZ = 240_000_000

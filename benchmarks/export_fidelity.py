@@ -24,7 +24,7 @@ from edgefold.compiler.train import TrainConfig, train
 from rich.console import Console
 from rich.table import Table
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "runs" / "bench-cache"

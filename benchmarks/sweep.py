@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 from edgefold.sweep import report, runner
 from edgefold.sweep.cache import Cache
 from edgefold.sweep.plan import full_plan, quick_plan

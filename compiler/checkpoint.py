@@ -25,8 +25,8 @@ import torch
 from edgefold.compiler import zoo
 from torch import nn
 
-from edgefold.errors import EdgefoldError
-from edgefold.fsutil import atomic_path
+from edgefold.core.errors import EdgefoldError
+from edgefold.core.fsutil import atomic_path
 
 FORMAT = "edgefold-model/1"
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 CIFAR_SHAPE = (1, 3, 32, 32)
 KWS_SHAPE = (1, 1, 49, 10)  # MLPerf Tiny KWS: 49 frames x 10 MFCC

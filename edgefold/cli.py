@@ -8,7 +8,7 @@ import importlib
 import os
 import sys
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 # Order is the order shown in --help.
 COMMANDS = ["zoo", "train", "compress", "export", "codegen", "targets", "deploy", "bench", "hil", "report"]

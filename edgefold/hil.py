@@ -34,8 +34,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edgefold.errors import EdgefoldError
-from edgefold.fsutil import ensure_dir, write_json, write_text
+from edgefold.core.errors import EdgefoldError
+from edgefold.core.fsutil import ensure_dir, write_json, write_text
+from edgefold.core.vocab import FAULTS, METHODS, REPAIRS
 
 try:
     import tomllib
@@ -48,22 +49,9 @@ STATE_SCHEMA = "edgefold-hil-state/1"
 HIL_SCHEMA = "edgefold-hil/1"
 BASELINE_SCHEMA = "edgefold-hil-baseline/1"
 
-METHODS = ("fold", "mag1", "mag2")
-REPAIRS = ("none", "repair", "ar", "dir")
-FAULTS = ("kill", "garble", "stall")
 AXES = ("model", "method", "ratio", "repair", "target", "backend")
 AXIS_DEFAULTS: dict[str, Any] = {"method": "fold", "ratio": 0.0, "repair": "none", "backend": None}  # None: per target
 CELL_OPTIONS = ("runs", "timeout", "fault", "weights", "args", "gates")
-
-# Fallback when edgefold.targets has no registry (yet): how each target is reached.
-# kind: "serial" (found by USB VID:PID or a named port), "ssh" (a host), "twin" (emulated on this machine).
-KNOWN_TARGETS: dict[str, dict[str, Any]] = {
-    "nano33ble": {"kind": "serial", "usb": ["2341:805a", "2341:005a"], "backends": ["edgefold", "tflm"]},
-    "esp-eye": {"kind": "serial", "usb": ["10c4:ea60"], "backends": ["edgefold", "tflm"]},
-    "jetson-nano": {"kind": "ssh", "backends": ["onnxruntime", "tensorrt"]},
-    "nano33ble-qemu": {"kind": "twin", "backends": ["edgefold", "tflm"]},
-    "jetson-local": {"kind": "twin", "backends": ["onnxruntime", "tensorrt"]},
-}
 
 PASSED, FAILED, ERROR, SKIPPED, PENDING = "passed", "failed", "error", "skipped", "pending"
 
@@ -189,35 +177,22 @@ def parse_fraction(v: Any, where: str) -> float:
 
 
 def target_info(name: str) -> dict[str, Any] | None:
-    """How a target is reached: the targets registry when it knows it, else the built-in table."""
-    info = dict(KNOWN_TARGETS.get(name, {}))
-    try:  # the registry may not exist yet; its spec (usb ids, emulated) wins when it does
-        from edgefold.targets import registry  # type: ignore[attr-defined]
+    """How a target is reached (kind: twin | serial | ssh), its USB ids and backends, from the targets registry."""
+    from edgefold.targets import registry
 
-        spec_of = getattr(registry, "spec", None)  # the class's spec: nothing is instantiated or connected
-        spec = spec_of(name) if callable(spec_of) else None
-        if spec is not None:
-            if getattr(spec, "emulated", False):
-                info["kind"] = "twin"
-            elif getattr(spec, "usb_ids", ()):
-                info.update(kind="serial", usb=[u.lower() for u in spec.usb_ids])
-            elif getattr(spec, "kind", "") == "mcu":
-                info["kind"] = "serial"
-            elif getattr(spec, "kind", "") == "linux":
-                info["kind"] = "ssh"
-            if getattr(spec, "backends", ()):
-                info["backends"] = list(spec.backends)
-    except Exception:  # noqa: BLE001 - unknown target or registry API: fall back to the table
-        pass
-    if info.get("kind") == "serial":
-        try:  # every VID:PID the device layer recognises for this board (e.g. Sense revisions with 805b)
-            from edgefold.targets import usb as usb_mod  # type: ignore[attr-defined]
+    if name not in registry.names():
+        return None
+    spec = registry.spec(name)
+    info: dict[str, Any] = {"kind": spec.reach, "backends": list(spec.backends)}
+    if spec.reach == "serial":
+        info["usb"] = list(spec.usb_ids)
+    return info
 
-            extra = [uid for uid, (t, _mode) in usb_mod.KNOWN.items() if t == name]
-            info["usb"] = list(dict.fromkeys([*info.get("usb", []), *extra]))
-        except Exception:  # noqa: BLE001 - module absent or another shape: the table's ids stand
-            pass
-    return info or None
+
+def _target_names() -> list[str]:
+    from edgefold.targets import registry
+
+    return registry.names()
 
 
 def _as_list(v: Any) -> list[Any]:
@@ -312,7 +287,7 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
     for t in sorted({c.target for c in cells} | set(raw_dev)):
         info = target_info(t)
         if info is None:
-            raise EdgefoldError(f"{where}: unknown target {t!r} (known: {', '.join(KNOWN_TARGETS)})")
+            raise EdgefoldError(f"{where}: unknown target {t!r} (known: {', '.join(_target_names())})")
         d = raw_dev.get(t, {})
         bad = set(d) - {"usb", "port", "options", "args"}
         if bad:
@@ -347,7 +322,7 @@ def _make_cell(where: str, model: Any, method: Any, ratio: Any, repair: Any, tar
         raise EdgefoldError(f"{where}: ratio must be a number in [0, 1), got {ratio!r}")
     info = target_info(str(target))
     if info is None:
-        raise EdgefoldError(f"{where}: unknown target {target!r} (known: {', '.join(KNOWN_TARGETS)})")
+        raise EdgefoldError(f"{where}: unknown target {target!r} (known: {', '.join(_target_names())})")
     backends = info.get("backends") or ["edgefold"]
     backend = backends[0] if backend is None else backend  # the target's first backend is its default
     if fault is not None:

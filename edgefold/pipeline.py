@@ -22,14 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgefold.errors import DeviceError, EdgefoldError
-from edgefold.fsutil import ensure_dir, write_bytes, write_json
+from edgefold.core.errors import DeviceError, EdgefoldError
+from edgefold.core.fsutil import ensure_dir, write_bytes, write_json
+from edgefold.core.vocab import BACKENDS, FAULTS, METHODS, REPAIRS, check_choice
 
 SCHEMA = "edgefold-result/1"
-METHODS = ("fold", "mag1", "mag2")
-REPAIRS = ("none", "repair", "ar", "dir")
-BACKENDS = ("edgefold", "tflm", "onnxruntime", "tensorrt")  # MCU: first two; Jetson: last two
-FAULTS = ("kill", "garble", "stall")
 LINUX_ONNX_OPSET = 13
 
 Progress = Callable[[str], None]
@@ -58,18 +55,16 @@ class DeployConfig:
 
     def validate(self) -> None:
         """Reject bad flags before any work is done."""
-        if self.method not in METHODS:
-            raise EdgefoldError(f"unknown method '{self.method}'; choose one of: {', '.join(METHODS)}")
-        if self.repair not in REPAIRS:
-            raise EdgefoldError(f"unknown repair '{self.repair}'; choose one of: {', '.join(REPAIRS)}")
+        check_choice("method", self.method, METHODS)
+        check_choice("repair", self.repair, REPAIRS)
         if not 0.0 <= self.ratio < 1.0:
             raise EdgefoldError(f"--ratio must be in [0, 1), got {self.ratio}")
-        if self.backend is not None and self.backend not in BACKENDS:
-            raise EdgefoldError(f"unknown backend '{self.backend}'; choose one of: {', '.join(BACKENDS)}")
+        if self.backend is not None:
+            check_choice("backend", self.backend, BACKENDS)
         if self.runs < 1 or self.warmup < 0:
             raise EdgefoldError("--runs must be >= 1 and --warmup >= 0")
-        if self.fault is not None and self.fault not in FAULTS:
-            raise EdgefoldError(f"unknown fault '{self.fault}'; choose one of: {', '.join(FAULTS)}")
+        if self.fault is not None:
+            check_choice("fault", self.fault, FAULTS)
 
 
 def _stage(progress: Progress | None, text: str) -> None:

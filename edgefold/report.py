@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgefold.errors import EdgefoldError
-from edgefold.fsutil import ensure_dir, write_bytes, write_json, write_text
+from edgefold.core.errors import EdgefoldError
+from edgefold.core.fsutil import ensure_dir, write_bytes, write_json, write_text
+from edgefold.core.vocab import METHODS
 
 REPORT_SCHEMA = "edgefold-report/1"
-METHOD_ORDER = ("fold", "mag1", "mag2")
+METHOD_ORDER = METHODS
 EST_MARK = "≈"
 
 

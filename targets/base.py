@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgefold.core.vocab import MCU_BACKENDS
+
 
 @dataclass(frozen=True)
 class DeviceSpec:
@@ -32,8 +34,20 @@ class DeviceSpec:
     flash_bytes: int  # usable Flash for the application
     kind: str  # "mcu" | "linux"
     emulated: bool = False
-    usb_ids: tuple[str, ...] = ()  # "2341:805a" (lower-case hex VID:PID)
-    backends: tuple[str, ...] = ("edgefold", "tflm")
+    # (VID:PID in lower-case hex, mode) for every USB identity the board shows, e.g. ("2341:005a", "bootloader")
+    usb_modes: tuple[tuple[str, str], ...] = ()
+    backends: tuple[str, ...] = MCU_BACKENDS
+
+    @property
+    def usb_ids(self) -> tuple[str, ...]:
+        return tuple(uid for uid, _ in self.usb_modes)
+
+    @property
+    def reach(self) -> str:
+        """How the device is reached: "twin" (emulated here), "serial" (USB serial board) or "ssh" (Linux board)."""
+        if self.emulated:
+            return "twin"
+        return "ssh" if self.kind == "linux" else "serial"
 
 
 @dataclass

@@ -14,15 +14,16 @@ from edgefold.targets.base import BuildResult, DeviceSpec, FlashResult
 from edgefold.targets.fit import BoardBudget
 from edgefold.targets.serial_board import SerialBoardTarget
 
-from edgefold.errors import DeviceError, EdgefoldError
+from edgefold.core.errors import DeviceError, EdgefoldError
+from edgefold.core.vocab import MCU_BACKENDS
 
 APP_PARTITION = 3 * 1024 * 1024  # huge_app.csv
 PSRAM_MAPPED = 4 * 1024 * 1024
 ESP_EYE = DeviceSpec(
     name="esp-eye", title="Espressif ESP-EYE", cpu="ESP32 dual Xtensa LX6", clock_hz=240_000_000,
     # arenas go to PSRAM (4 MB mapped) and the rest to internal SRAM (~320 KB of DRAM for the application)
-    ram_bytes=PSRAM_MAPPED + 320 * 1024, flash_bytes=APP_PARTITION, kind="mcu", usb_ids=("10c4:ea60",),
-    backends=("edgefold", "tflm"))
+    ram_bytes=PSRAM_MAPPED + 320 * 1024, flash_bytes=APP_PARTITION, kind="mcu", usb_modes=(("10c4:ea60", "cp2102"),),
+    backends=MCU_BACKENDS)
 
 # Estimated overhead of the Arduino-ESP32 core (WiFi not linked): ~260 KB Flash, ~30 KB DRAM; TFLM adds ~150 KB.
 # The edgefold runtime's arena is a static array, i.e. internal DRAM (.bss; the Arduino core does not put .bss in

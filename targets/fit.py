@@ -18,7 +18,7 @@ from pathlib import Path
 
 from edgefold.targets.base import DeviceSpec, FitReport
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 KB = 1024
 

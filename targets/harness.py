@@ -9,15 +9,16 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgefold.errors import EdgefoldError
-from edgefold.fsutil import write_text
+from edgefold.core.errors import EdgefoldError
+from edgefold.core.fsutil import write_text
+from edgefold.core.vocab import MCU_BACKENDS
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
 HARNESS_DIR = FIRMWARE / "harness"
 TFLM_DIR = FIRMWARE / "tflm"
 BOARDS_DIR = FIRMWARE / "boards"
-BACKENDS = ("edgefold", "tflm")
+BACKENDS = MCU_BACKENDS
 
 
 @dataclass(frozen=True)

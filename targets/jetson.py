@@ -30,8 +30,9 @@ import numpy as np
 from edgefold.targets.base import BenchResult, BuildResult, DeviceSpec, FitReport, FlashResult, Target
 from edgefold.targets.ssh import SshConfig, SshSession
 
-from edgefold.errors import DeviceError, EdgefoldError
-from edgefold.fsutil import ensure_dir, staged_dir
+from edgefold.core.errors import DeviceError, EdgefoldError
+from edgefold.core.fsutil import ensure_dir, staged_dir
+from edgefold.core.vocab import LINUX_BACKENDS
 
 RUNNER = Path(__file__).with_name("jetson_runner.py")
 RUNNER_PROTOCOL = 1
@@ -47,11 +48,11 @@ JETSON_NANO = DeviceSpec(
     name="jetson-nano", title="NVIDIA Jetson Nano (4 GB, JetPack 4.6)", cpu="4x Cortex-A57 + 128-core Maxwell GPU",
     clock_hz=1_430_000_000, ram_bytes=4 * GiB,
     flash_bytes=16 * 1000**3,  # smallest supported microSD; the model only has to fit next to JetPack
-    kind="linux", backends=("onnxruntime", "tensorrt"))
+    kind="linux", backends=LINUX_BACKENDS)
 JETSON_LOCAL = DeviceSpec(
     name="jetson-local", title=f"Jetson Nano twin: loopback sshd, this host ({platform.machine()}), not Jetson timing",
     cpu=f"this host ({platform.machine()})", clock_hz=0, ram_bytes=JETSON_NANO.ram_bytes,
-    flash_bytes=JETSON_NANO.flash_bytes, kind="linux", emulated=True, backends=("onnxruntime", "tensorrt"))
+    flash_bytes=JETSON_NANO.flash_bytes, kind="linux", emulated=True, backends=LINUX_BACKENDS)
 
 # option -> default; None means required (for jetson-nano)
 OPTIONS: dict[str, Any] = {

@@ -14,8 +14,8 @@ from pathlib import Path
 from edgefold.targets import fit
 from edgefold.targets.harness import FIRMWARE, TFLM_DIR, ModelHeader, default_input, parse_model_h, write_input_h
 
-from edgefold.errors import EdgefoldError
-from edgefold.fsutil import write_text
+from edgefold.core.errors import EdgefoldError
+from edgefold.core.fsutil import write_text
 
 RUNTIME_DIR = FIRMWARE / "runtime"
 

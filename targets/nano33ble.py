@@ -13,12 +13,15 @@ from edgefold.targets.base import BuildResult, DeviceSpec, FlashResult
 from edgefold.targets.fit import BoardBudget
 from edgefold.targets.serial_board import SerialBoardTarget
 
-from edgefold.errors import DeviceError, EdgefoldError, ToolchainMissing
+from edgefold.core.errors import DeviceError, EdgefoldError, ToolchainMissing
+from edgefold.core.vocab import MCU_BACKENDS
 
 NANO33BLE = DeviceSpec(
     name="nano33ble", title="Arduino Nano 33 BLE Sense", cpu="nRF52840 Cortex-M4F", clock_hz=64_000_000,
-    ram_bytes=256 * 1024, flash_bytes=983_040, kind="mcu", usb_ids=("2341:805a", "2341:005a"),
-    backends=("edgefold", "tflm"))
+    ram_bytes=256 * 1024, flash_bytes=983_040, kind="mcu",
+    # some Nano 33 BLE Sense revisions enumerate their sketch as 805B
+    usb_modes=(("2341:805a", "sketch"), ("2341:805b", "sketch"), ("2341:005a", "bootloader")),
+    backends=MCU_BACKENDS)
 
 # Estimated firmware overhead (Arduino mbed core + USB CDC + harness): an empty mbed sketch is ~80 KB Flash and
 # ~45 KB static RAM; the micro runtime's kernels add ~15 KB, the TFLM interpreter with a handful of int8 kernels

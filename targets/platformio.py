@@ -20,8 +20,8 @@ from pathlib import Path
 from edgefold.targets.harness import BOARDS_DIR, HARNESS_DIR
 from edgefold.targets.mcu import FirmwareInputs
 
-from edgefold.errors import EdgefoldError, ToolchainMissing
-from edgefold.fsutil import write_text
+from edgefold.core.errors import EdgefoldError, ToolchainMissing
+from edgefold.core.fsutil import write_text
 
 TFLM_LIB = "spaziochirale/Chirale_TensorFLowLite@^2.0.0"
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from edgefold.targets.base import BenchResult
 
-from edgefold.errors import DeviceError
+from edgefold.core.errors import DeviceError
 
 VERSION = 1
 PREFIX = f"EF{VERSION} "

@@ -29,7 +29,8 @@ from edgefold.targets.base import BenchResult, BuildResult, DeviceSpec, FitRepor
 from edgefold.targets.fit import BoardBudget, DoesNotFit
 from edgefold.targets.serial_link import LinkClosed, SerialLink
 
-from edgefold.errors import DeviceError, EdgefoldError, ToolchainMissing
+from edgefold.core.errors import DeviceError, EdgefoldError, ToolchainMissing
+from edgefold.core.vocab import FAULTS, check_choice
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
@@ -55,7 +56,6 @@ _HINTS = {
     SIZE: "install binutils for Arm: apt-get install binutils-arm-none-eabi",
     QEMU: "install QEMU for Arm: apt-get install qemu-system-arm",
 }
-FAULTS = ("kill", "garble", "stall")
 
 
 class LinkOverflow(EdgefoldError):
@@ -250,8 +250,8 @@ class QemuSession:
                  fault_after_lines: int = 3, start_timeout_s: float = 10.0) -> None:
         if serial not in ("tcp", "pty", "stdio"):
             raise EdgefoldError(f"unknown serial mode {serial!r} (tcp, pty, stdio)")
-        if fault is not None and fault not in FAULTS:
-            raise EdgefoldError(f"unknown fault {fault!r} (one of {', '.join(FAULTS)})")
+        if fault is not None:
+            check_choice("fault", fault, FAULTS)
         self.elf = Path(elf)
         if not self.elf.is_file():
             raise EdgefoldError(f"no such ELF: {self.elf}")
@@ -515,8 +515,8 @@ class NanoQemuTarget(Target):
 
     def __init__(self, fault: str | None = None, fault_after_lines: int = 3, serial: str = "tcp", retries: int = 1,
                  cpi: float = DEFAULT_CPI, idle_timeout_s: float = 60.0, **_: object) -> None:
-        if fault is not None and fault not in FAULTS:
-            raise EdgefoldError(f"unknown fault {fault!r} (one of {', '.join(FAULTS)})")
+        if fault is not None:
+            check_choice("fault", fault, FAULTS)
         self.fault = fault
         self.fault_after_lines = int(fault_after_lines)
         self.serial = serial
@@ -542,7 +542,7 @@ class NanoQemuTarget(Target):
         from edgefold.targets import fit, mcu
         from edgefold.targets.harness import HARNESS_DIR, harness_sources
 
-        from edgefold.fsutil import ensure_dir, write_json
+        from edgefold.core.fsutil import ensure_dir, write_json
 
         self._check_backend(backend)
         if runs < 1 or warmup < 0:

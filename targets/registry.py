@@ -11,7 +11,7 @@ from typing import Any
 
 from edgefold.targets.base import DeviceSpec, Target
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 TARGETS: dict[str, str] = {
     # microcontrollers (targets helper)

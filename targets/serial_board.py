@@ -17,8 +17,8 @@ from edgefold.targets.fit import BoardBudget
 from edgefold.targets.protocol import BenchParser, read_bench
 from edgefold.targets.serial_link import LinkClosed, LinkTimeout, SerialLink
 
-from edgefold.errors import DeviceError, EdgefoldError
-from edgefold.fsutil import ensure_dir, write_json
+from edgefold.core.errors import DeviceError, EdgefoldError
+from edgefold.core.fsutil import ensure_dir, write_json
 
 
 class SerialBoardTarget(Target):

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import Protocol
 
-from edgefold.errors import DeviceError
+from edgefold.core.errors import DeviceError
 
 MAX_LINE = 4096  # a longer "line" is garbage (wrong baud rate, binary noise): cut it so memory stays bounded
 

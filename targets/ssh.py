@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import paramiko
 
-from edgefold.errors import DeviceError, EdgefoldError
+from edgefold.core.errors import DeviceError, EdgefoldError
 
 MAX_CAPTURE = 16 * 1024 * 1024  # bytes kept per stream: a runaway remote program cannot exhaust host memory
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edgefold.errors import EdgefoldError, ToolchainMissing
+from edgefold.core.errors import EdgefoldError, ToolchainMissing
 
 SSHD = "/usr/sbin/sshd"
 TWIN_USER = "edgefold-twin"

@@ -11,15 +11,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from edgefold.errors import DeviceError
+from edgefold.core.errors import DeviceError
 
-# VID:PID (lower-case hex) -> (target, mode)
-KNOWN: dict[str, tuple[str, str]] = {
-    "2341:805a": ("nano33ble", "sketch"),
-    "2341:005a": ("nano33ble", "bootloader"),
-    "2341:805b": ("nano33ble", "sketch"),  # some Nano 33 BLE Sense revisions enumerate with 805B
-    "10c4:ea60": ("esp-eye", "cp2102"),
-}
+
+def known() -> dict[str, tuple[str, str]]:
+    """VID:PID (lower-case hex) -> (target, mode), from the targets' specs (the registry is the one table)."""
+    from edgefold.targets import registry
+
+    return {uid: (spec.name, mode) for spec in registry.all_specs() for uid, mode in spec.usb_modes}
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ def usb_id(vid: int | None, pid: int | None) -> str | None:
 
 
 def recognise(uid: str | None) -> tuple[str | None, str | None]:
-    return KNOWN.get((uid or "").lower(), (None, None))
+    return known().get((uid or "").lower(), (None, None))
 
 
 def from_port_info(info) -> SerialDevice:
@@ -70,7 +69,7 @@ def pick_port(target: str, port: str | None = None, lister: Callable[[], Iterabl
         return port
     found = find(target, lister=lister)
     if not found:
-        ids = ", ".join(k for k, (t, _) in KNOWN.items() if t == target)
+        ids = ", ".join(k for k, (t, _) in known().items() if t == target)
         raise DeviceError(f"no {target} attached (looked for USB {ids}); plug it in or pass --port")
     if len(found) > 1:
         raise DeviceError(f"{len(found)} {target} boards attached ({', '.join(d.port for d in found)}); pass --port")
@@ -127,5 +126,5 @@ def describe(dev: SerialDevice) -> str:
     return f"{dev.port}  {dev.usb_id or 'no USB id'}  {what}  {dev.description}"
 
 
-__all__ = ["KNOWN", "SerialDevice", "list_devices", "find", "pick_port", "touch_1200", "wait_for",
+__all__ = ["known", "SerialDevice", "list_devices", "find", "pick_port", "touch_1200", "wait_for",
            "enter_bootloader", "wait_for_sketch", "recognise"]

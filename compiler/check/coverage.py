@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 # TFLM builtin op -> MicroMutableOpResolver method that registers its kernel (int8 reference kernels exist
 # for all of these). Firmware generators can emit exactly the Add* calls a model needs.

@@ -16,7 +16,7 @@ import torch
 from edgefold.compiler.check.capture import capture_fd2
 from torch import nn
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 
 @dataclass

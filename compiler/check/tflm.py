@@ -11,7 +11,7 @@ import re
 import numpy as np
 from edgefold.compiler.check.capture import capture_fd2
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 _TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 _MAX_ARENA = 64 << 20

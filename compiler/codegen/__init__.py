@@ -14,7 +14,7 @@ from pathlib import Path
 from edgefold.compiler.codegen import emit, planner, reader
 from edgefold.compiler.codegen.lower import Lowerer, UnsupportedOp
 
-from edgefold.fsutil import ensure_dir, write_text
+from edgefold.core.fsutil import ensure_dir, write_text
 
 SUPPORTED_OPS: dict[str, int] = {
     "CONV_2D": 6, "DEPTHWISE_CONV_2D": 7, "FULLY_CONNECTED": 12, "ADD": 5, "SUB": 3, "MUL": 7,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgefold.errors import EdgefoldError, ToolchainMissing
+from edgefold.core.errors import EdgefoldError, ToolchainMissing
 
 VARIANTS = {"portable": [], "packed": ["-DEF_PACKED_EMULATE"]}
 CFLAGS = ["-std=c99", "-O2", "-fPIC", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off"]

@@ -18,7 +18,7 @@ from edgefold.compiler.codegen.quant import (
 )
 from edgefold.compiler.codegen.reader import Graph, Op, Tensor
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 MAX_DIMS = 6
 ALIAS_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import tflite
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 ACT = tflite.ActivationFunctionType
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tflite
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 _OP_NAMES = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
 _OPT_NAMES = {v: k for k, v in vars(tflite.BuiltinOptions).items() if not k.startswith("_") and isinstance(v, int)}

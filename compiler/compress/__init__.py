@@ -17,13 +17,11 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
+from edgefold.core.vocab import METHODS, REPAIRS
 
 from . import fold, graph, magnitude
 from .report import CompressReport, GroupRecord
-
-METHODS = ("fold", "mag1", "mag2")
-REPAIRS = ("none", "repair", "ar", "dir")
 
 __all__ = ["METHODS", "REPAIRS", "CompressReport", "GroupRecord", "compress", "keep_count", "count_macs_params"]
 

@@ -44,9 +44,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
+from edgefold.core.vocab import REPAIRS
 
-KINDS = ("none", "repair", "ar", "dir")
+KINDS = REPAIRS
 REPAIR_BATCH = 128  # calibration samples per forward pass during re-estimation
 
 

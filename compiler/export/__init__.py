@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 FORMATS = ("onnx", "onnx-int8", "tflite-int8")
 FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx", "tflite-int8": "model_int8.tflite"}
@@ -130,7 +130,7 @@ def _export(model: nn.Module, shape: tuple[int, ...], out_dir: str | os.PathLike
     from edgefold.compiler.check.coverage import check_coverage, read_model
 
     if out_dir is not None:
-        from edgefold.fsutil import ensure_dir
+        from edgefold.core.fsutil import ensure_dir
 
         ensure_dir(out_dir)  # fail on an unwritable folder before minutes of work
     model = model.eval()
@@ -201,7 +201,7 @@ def _write(out_dir: Path, files: dict[str, tuple[str, bytes]], report: ExportRep
     """All files appear together (staged, then renamed) or none do."""
     import json
 
-    from edgefold.fsutil import staged_dir
+    from edgefold.core.fsutil import staged_dir
 
     report.artifacts[CHECK_FILE] = "check"
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 DEFAULT_SAMPLES = 128
 _KEYS = ("calib", "x", "data", "inputs", "images")

@@ -9,7 +9,7 @@ import warnings
 import torch
 from torch import nn
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 OPSET = 18
 INPUT_NAME = "input"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 
 def _reader(input_name: str, calib: np.ndarray, batch: int = 16):

@@ -20,7 +20,7 @@ import torch
 from edgefold.compiler.check.capture import capture_fd2
 from torch import nn
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 # litert-torch prints a rich progress log per stage unless told not to; read when it is first imported.
 os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")

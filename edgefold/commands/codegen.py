@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from edgefold.commands.common import console
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 MODEL_FILE = "model_int8.tflite"
 

@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from rich.console import Console
 
+from edgefold.core.errors import EdgefoldError
+from edgefold.core.vocab import check_choice
+
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
+
+
+def choice(what: str, allowed: tuple[str, ...]) -> Callable[[str], str]:
+    """An argparse `type` that accepts one word of the vocabulary; anything else is the vocabulary's one-line error."""
+
+    def parse(text: str) -> str:
+        try:
+            return check_choice(what, text, allowed)
+        except EdgefoldError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse.__name__ = what
+    return parse
 
 
 def add_model_args(p: argparse.ArgumentParser, required: bool = False) -> None:

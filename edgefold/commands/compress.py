@@ -7,10 +7,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from edgefold.commands.common import add_model_args, console, resolve_model
+from edgefold.commands.common import add_model_args, choice, console, resolve_model
+from edgefold.core.vocab import METHODS, REPAIRS
 
-METHODS = ("fold", "mag1", "mag2")  # mirrors edgefold.compiler.compress.METHODS (kept here so --help stays cheap)
-REPAIRS = ("none", "repair", "ar", "dir")
 CALIB_SAMPLES = 128
 
 DESCRIPTION = """\
@@ -61,12 +60,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
     g = p.add_argument_group("compression")
-    g.add_argument("--method", choices=METHODS, default="fold",
+    g.add_argument("--method", type=choice("method", METHODS), default="fold",
                    help="fold (k-means channel merging) or mag1/mag2 (L1/L2 magnitude pruning); default fold")
     g.add_argument("--ratio", type=_ratio, default=0.5,
                    help="fraction of channels removed from every coupled group, in [0, 1): a group of n keeps "
                         "k = n - round(ratio*n) >= 1; default 0.5")
-    g.add_argument("--repair", choices=REPAIRS, default="ar",
+    g.add_argument("--repair", type=choice("repair", REPAIRS), default="ar",
                    help="BatchNorm repair after compression: none, repair (needs data), ar or dir (data-free); "
                         "default ar")
     g.add_argument("--calib", metavar="FILE.npz",
@@ -84,7 +83,7 @@ def load_calibration(path: str, input_shape: tuple[int, ...]):
     import numpy as np
     import torch
 
-    from edgefold.errors import EdgefoldError
+    from edgefold.core.errors import EdgefoldError
 
     p = Path(path)
     if not p.is_file():
@@ -135,7 +134,7 @@ def _plain(obj: Any) -> Any:
     """JSON-safe copy (numpy scalars and tuples become plain Python), also safe for weights_only loading."""
     import json
 
-    from edgefold.fsutil import _json_default
+    from edgefold.core.fsutil import _json_default
 
     return json.loads(json.dumps(obj, default=_json_default))
 
@@ -147,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
     from edgefold.compiler import data
     from edgefold.compiler.checkpoint import save_model
     from edgefold.compiler.compress import compress
-    from edgefold.errors import EdgefoldError
-    from edgefold.fsutil import staged_dir, write_json
+    from edgefold.core.errors import EdgefoldError
+    from edgefold.core.fsutil import staged_dir, write_json
 
     # Everything is checked before any work, and nothing is written until everything succeeded.
     out = Path(args.out)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgefold.commands.common import add_model_args, console
+from edgefold.commands.common import add_model_args, choice, console
+from edgefold.core.vocab import BACKENDS, FAULTS, METHODS, REPAIRS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,22 +18,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                    "nano33ble-qemu, jetson-local (see `edgefold targets`)")
     add_model_args(p)
     add_compress_args(p)
-    p.add_argument("--backend", choices=["edgefold", "tflm", "onnxruntime", "tensorrt"],
+    p.add_argument("--backend", type=choice("backend", BACKENDS),
                    help="inference engine. MCUs: edgefold (ahead-of-time C runtime, default) or tflm (TensorFlow "
                         "Lite Micro); Jetson: onnxruntime (default) or tensorrt (trtexec --fp16)")
     add_device_args(p)
     p.add_argument("--out", required=True, metavar="DIR",
                    help="run folder (compress/, build-input/, build/, result.json)")
-    p.add_argument("--fault", choices=["kill", "garble", "stall"], help=argparse.SUPPRESS)  # twins: fault injection
+    p.add_argument("--fault", type=choice("fault", FAULTS), help=argparse.SUPPRESS)  # twins: fault injection
     p.set_defaults(func=run)
 
 
 def add_compress_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("compression")
-    g.add_argument("--method", default="fold", help="fold (model folding), mag1 or mag2 (L1/L2 structured pruning)")
+    g.add_argument("--method", type=choice("method", METHODS), default="fold",
+                   help="fold (model folding), mag1 or mag2 (L1/L2 structured pruning)")
     g.add_argument("--ratio", type=float, default=0.5, help="fraction of channels removed per coupled group, [0, 1)")
-    g.add_argument("--repair", default="ar", help="BatchNorm repair: none, repair (data), ar (data-free), dir "
-                                                  "(deep inversion)")
+    g.add_argument("--repair", type=choice("repair", REPAIRS), default="ar",
+                   help="BatchNorm repair: none, repair (data), ar (data-free), dir (deep inversion)")
     g.add_argument("--seed", type=int, default=0)
 
 
@@ -47,7 +49,7 @@ def add_device_args(p: argparse.ArgumentParser) -> None:
 
 
 def parse_options(items: list[str]) -> dict[str, object]:
-    from edgefold.errors import EdgefoldError
+    from edgefold.core.errors import EdgefoldError
 
     opts: dict[str, object] = {}
     for it in items:

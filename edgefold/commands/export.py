@@ -31,7 +31,7 @@ def _load(args: argparse.Namespace):
     from pathlib import Path
 
     from edgefold.commands.common import resolve_model
-    from edgefold.errors import EdgefoldError
+    from edgefold.core.errors import EdgefoldError
 
     if not args.from_dir:
         return resolve_model(args)

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from edgefold import hil
-    from edgefold.errors import EdgefoldError
+    from edgefold.core.errors import EdgefoldError
 
     if args.jobs is not None and args.jobs < 1:
         raise EdgefoldError("--jobs must be at least 1")

@@ -31,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from edgefold.compiler import zoo
     from edgefold.compiler.checkpoint import ModelSpec, save_model
     from edgefold.compiler.train import TrainConfig, train
-    from edgefold.errors import EdgefoldError
-    from edgefold.fsutil import ensure_dir
+    from edgefold.core.errors import EdgefoldError
+    from edgefold.core.fsutil import ensure_dir
 
     if args.epochs < 1:
         raise EdgefoldError("--epochs must be at least 1")

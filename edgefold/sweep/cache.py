@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from edgefold.fsutil import atomic_path, ensure_dir, write_json
+from edgefold.core.fsutil import atomic_path, ensure_dir, write_json
 
 
 @contextlib.contextmanager

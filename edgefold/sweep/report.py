@@ -12,7 +12,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from edgefold.fsutil import atomic_path, ensure_dir, write_json, write_text
+from edgefold.core.fsutil import atomic_path, ensure_dir, write_json, write_text
 from edgefold.sweep.cache import Cache
 from edgefold.sweep.plan import Plan
 

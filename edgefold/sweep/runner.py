@@ -220,7 +220,7 @@ def run_ray(plan: Plan, cache: Cache, address: str | None = "auto", notify: Noti
             ray.init(address=None if address in (None, "local") else address, include_dashboard=False,
                      log_to_driver=False)
         except (ConnectionError, ValueError) as e:
-            from edgefold.errors import EdgefoldError
+            from edgefold.core.errors import EdgefoldError
 
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise EdgefoldError(f"cannot reach a Ray cluster at {address!r} ({first}); start one with "

@@ -18,7 +18,7 @@ from edgefold.compiler.check.coverage import (
 )
 from torch import nn
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 
 class ConvSin(nn.Module):

@@ -11,7 +11,7 @@ from edgefold.compiler.check.fidelity import dequantize_output, quantize_input
 from edgefold.compiler.export.tflite import export_tflite_int8
 from torch import nn
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ import torch
 from edgefold.compiler import zoo
 from edgefold.compiler.checkpoint import ModelSpec, load_model, resolve, save_model
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 
 def test_roundtrip_identical_outputs(tmp_path):

@@ -7,7 +7,7 @@ import tflite
 from _ef_tflite_builder import Op, T, build, fc_model, unary_model
 from edgefold.compiler.codegen import SUPPORTED_OPS, UnsupportedOp, generate
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 
 def test_unsupported_op_is_named(tmp_path) -> None:

@@ -13,7 +13,7 @@ from edgefold.compiler.checkpoint import ModelSpec, load_model, save_model, stru
 from edgefold.compiler.compress import METHODS, compress, keep_count
 from torch import nn
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import torch
 from edgefold.compiler.export import FORMATS, ExportReport, export_all, parse_formats
 from export_nets import TINY_SHAPE, TinyNet
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 
 def test_parse_formats():

@@ -13,7 +13,7 @@ from edgefold.compiler.export.onnx import export_onnx
 from edgefold.compiler.export.onnx_int8 import export_onnx_int8
 from export_nets import TINY_SHAPE, trained_tiny
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from edgefold.compiler.check.tflm import tflm_invoke
 from edgefold.compiler.export.tflite import check_calibration, export_tflite_int8
 from export_nets import TINY_SHAPE, trained_tiny
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from edgefold.compiler.compress import GroupRecord, compress
 from edgefold.compiler.compress import repair as R
 from torch import nn
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from edgefold import hil
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 FAKE = [sys.executable, str(Path(__file__).with_name("fake_deploy.py"))]
 

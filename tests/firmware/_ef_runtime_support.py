@@ -26,7 +26,7 @@ def export(model: torch.nn.Module, shape: tuple[int, ...], calib: torch.Tensor |
     from edgefold.compiler import data
     from edgefold.compiler.export.tflite import convert_int8, export_tflite_int8
 
-    from edgefold.errors import EdgefoldError
+    from edgefold.core.errors import EdgefoldError
 
     calib = data.calibration_batch(shape, CALIB_N) if calib is None else calib
     try:

@@ -17,7 +17,7 @@ from edgefold.targets.harness import BOARDS_DIR, HARNESS_DIR, default_input
 from edgefold.targets.nano33ble import Nano33BleTarget
 from edgefold.targets.protocol import BenchParser
 
-from edgefold.errors import EdgefoldError, ToolchainMissing
+from edgefold.core.errors import EdgefoldError, ToolchainMissing
 
 HERE = Path(__file__).parent
 TINY = HERE / "data" / "tiny_int8.tflite"

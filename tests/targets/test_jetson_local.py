@@ -32,7 +32,7 @@ from edgefold.targets.ssh import SshConfig, SshSession
 from edgefold.targets.sshd_twin import SshdTwin
 from onnx import TensorProto, helper
 
-from edgefold.errors import DeviceError, EdgefoldError
+from edgefold.core.errors import DeviceError, EdgefoldError
 
 pytestmark = pytest.mark.skipif(not Path("/usr/sbin/sshd").exists(), reason="needs openssh-server (/usr/sbin/sshd)")
 RUNS, WARMUP = 5, 2

@@ -9,7 +9,7 @@ from edgefold.targets.protocol import BenchParser, ProtocolError, format_record,
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgefold.errors import DeviceError
+from edgefold.core.errors import DeviceError
 
 
 def session(times: list[int], output: bytes, warmup: int = 1, unit: str = "us", heap: int | None = 1234,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from edgefold.targets import qemu
 
-from edgefold.errors import DeviceError, EdgefoldError, ToolchainMissing
+from edgefold.core.errors import DeviceError, EdgefoldError, ToolchainMissing
 
 HERE = Path(__file__).parent
 pytestmark = pytest.mark.skipif(

@@ -12,7 +12,7 @@ import pytest
 from edgefold.targets import qemu
 from edgefold.targets.harness import default_input
 
-from edgefold.errors import DeviceError, EdgefoldError
+from edgefold.core.errors import DeviceError, EdgefoldError
 
 HERE = Path(__file__).parent
 pytestmark = pytest.mark.skipif(

@@ -16,7 +16,7 @@ from edgefold.targets.nano33ble import Nano33BleTarget
 from edgefold.targets.protocol import format_record
 from fakeboard import FakeBoard, session
 
-from edgefold.errors import DeviceError
+from edgefold.core.errors import DeviceError
 
 OUT = bytes([1, 250, 3, 4, 5])
 BUILD = BuildResult(artifact=None, extra={"model_id": "0123456789abcdef", "backend": "edgefold"})  # type: ignore

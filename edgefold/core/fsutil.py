@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edgefold.errors import EdgefoldError
+from edgefold.core.errors import EdgefoldError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
