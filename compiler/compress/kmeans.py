@@ -12,6 +12,14 @@ that touches d) and then run everything in label space:
 
 This is exact Lloyd (same iterates as the centroid form), so every step is monotone; an extra caller-supplied initial
 labelling (e.g. "keep the k−1 largest rows, merge the rest") therefore can never get worse.
+
+Lloyd stops at a fixed point where every point is nearest to its own mean, which is not yet a local optimum of the
+objective: moving point i from cluster a to b changes it by n_b/(n_b+1)·‖x_i−μ_b‖² − n_a/(n_a−1)·‖x_i−μ_a‖²
+(Hartigan & Wong), which can be negative although μ_a is nearer. `hartigan` refines the best Lloyd results with
+such moves until none improves, in the same label space (distances to means from the cluster sums of D). Moves
+between disjoint cluster pairs do not interact, so each round applies the best improving move of as many disjoint
+pairs as it can: exact, monotone and vectorised. Every Hartigan-stable labelling is Lloyd-stable, so no Lloyd pass
+is needed after it.
 """
 
 from __future__ import annotations
@@ -139,11 +147,79 @@ def lloyd(d: torch.Tensor, labels: torch.Tensor, k: int, max_iter: int = 100) ->
     return lab, it
 
 
+def hartigan(d: torch.Tensor, labels: torch.Tensor, k: int, max_rounds: int = 10_000) -> torch.Tensor:
+    """Refine one labelling (n,) with Hartigan single-point moves until no move lowers the objective.
+
+    The gain of moving every point to every other cluster comes from the cluster sums S[i, c] = Σ_j∈c D_ij; each
+    round applies the best moves of disjoint (source, destination) pairs, best first, then updates S by the moved
+    points' columns of D and recomputes only the touched clusters' columns. A cluster never empties (moving a
+    singleton has no gain).
+    """
+    lab = labels.clone().long()
+    n = lab.shape[0]
+    if k <= 1 or k >= n:
+        return lab
+    ar = torch.arange(n)
+    # cluster-major (k, n) layout: a cluster's column of S is a contiguous row, and D is symmetric
+    st = _cluster_sums(d, lab[None], k)[0].T.contiguous()
+    cnt = torch.bincount(lab, minlength=k).to(d.dtype)
+
+    def rows(c: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """‖x_i − μ_c‖² for clusters c (μ_c with i in it, for i's own cluster), and n_c/(n_c+1) times that."""
+        tot = torch.zeros(k, dtype=d.dtype).scatter_add_(0, lab, st[lab, ar])[c]  # Σ_{i,j∈c} D_ij
+        m = cnt[c].clamp(min=1)[:, None]
+        dc = st[c] / m - tot[:, None] / (2.0 * m * m)
+        return dc, dc * (m / (m + 1.0))
+
+    dist, add = rows(slice(None))
+    add[lab, ar] = math.inf
+    best_add, dest = add.min(0)
+    for _ in range(max_rounds):
+        own_n = cnt[lab]
+        own_d = dist[lab, ar]
+        remove = torch.where(own_n > 1, own_n / (own_n - 1).clamp(min=1) * own_d, torch.full_like(own_d, -math.inf))
+        delta = best_add - remove
+        cand = torch.nonzero(delta < -1e-12 * (1.0 + remove.abs())).flatten()
+        if cand.numel() == 0:
+            break
+        order = cand[torch.argsort(delta[cand], stable=True)]
+        used: set[int] = set()
+        moved: list[int] = []
+        for i, a, b in zip(order.tolist(), lab[order].tolist(), dest[order].tolist(), strict=True):
+            if a not in used and b not in used:
+                used.update((a, b))
+                moved.append(i)
+        mi = torch.tensor(moved)
+        src, dst = lab[mi], dest[mi]
+        dm = d.index_select(0, mi)  # (m, n): sources are distinct and so are destinations, so no update collides
+        st.index_add_(0, src, dm, alpha=-1.0)
+        st.index_add_(0, dst, dm)
+        cnt[src] -= 1
+        cnt[dst] += 1
+        lab[mi] = dst
+        touched = torch.cat([src, dst])
+        dist[touched], add[touched] = rows(touched)
+        add[lab, ar] = math.inf
+        # only the touched clusters changed: they may now be the best destination; points whose best destination
+        # was touched may have lost it and are rescanned in full
+        stale = torch.nonzero(torch.isin(dest, touched)).flatten()
+        t_best, t_arg = add[touched].min(0)
+        better = t_best < best_add
+        best_add = torch.where(better, t_best, best_add)
+        dest = torch.where(better, touched[t_arg], dest)
+        if stale.numel():
+            best_add[stale], dest[stale] = add[:, stale].min(0)
+    return lab
+
+
 def kmeans(x: torch.Tensor, k: int, n_init: int = 10, seed: int = 0, max_iter: int = 100,
-           init_labels: torch.Tensor | None = None, dists: torch.Tensor | None = None) -> KMeansResult:
+           init_labels: torch.Tensor | None = None, dists: torch.Tensor | None = None,
+           refine: int = 4) -> KMeansResult:
     """Cluster the rows of x (n, ...) into k groups; best of n_init k-means++ restarts (+ init_labels if given).
 
-    Deterministic for a given seed. `dists` lets a caller reuse a precomputed `pairwise_sq_dists(x)`.
+    The `refine` best Lloyd results are refined by Hartigan moves; the answer is the best labelling of all, so it
+    is never worse than Lloyd from init_labels. Deterministic for a given seed. `dists` lets
+    a caller reuse a precomputed `pairwise_sq_dists(x)`.
     """
     n = x.shape[0]
     if not 1 <= k <= n:
@@ -164,6 +240,13 @@ def kmeans(x: torch.Tensor, k: int, n_init: int = 10, seed: int = 0, max_iter: i
     outs = [lloyd(d, starts[i:i + chunk], k, max_iter) for i in range(0, starts.shape[0], chunk)]
     lab, it = torch.cat([o[0] for o in outs]), max(o[1] for o in outs)
     inert = torch.cat([inertia_from_labels(d, lab[i:i + chunk], k) for i in range(0, lab.shape[0], chunk)])
+    if refine > 0:
+        picks = torch.argsort(inert, stable=True)[:refine].tolist()
+        lab = lab.clone()
+        for p in picks:
+            lab[p] = hartigan(d, lab[p], k)
+        inert = inert.clone()
+        inert[picks] = inertia_from_labels(d, lab[picks], k)
     best = int(inert.argmin())
     return KMeansResult(_canonical(lab[best]), float(inert[best]), it)
 
