@@ -1,0 +1,232 @@
+"""Recovery: distil the compressed model from the uncompressed one, on unlabelled inputs.
+
+    report = recover(student, teacher, inputs, RecoverConfig(epochs=10, time_budget_s=300), labels=None)
+
+The student (compressed: folded or pruned, the same procedure for both so they compare fairly) is trained in place
+to match the teacher's logits (KL at temperature T, optionally the group features, see distill.py). It needs only
+inputs: the user's data, the built-in digits for zoo models, or synthetic inputs made from the teacher alone by deep
+inversion (`synthetic_inputs`, data-free). A held-out part of the inputs picks the best epoch (top-1 agreement with
+the teacher, or accuracy where the inputs carry labels; the state before training counts as epoch 0, so the result
+is never worse there than the start) and that checkpoint is what the student ends with. A time budget stops
+training early. Deterministic for a seed (one process, same thread count).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgefold.core.errors import EdgefoldError
+
+from .distill import FeatureTaps, kd_loss
+
+__all__ = ["RecoverConfig", "RecoverReport", "recover", "synthetic_inputs", "evaluate"]
+
+
+@dataclass(frozen=True)
+class RecoverConfig:
+    epochs: int = 10
+    time_budget_s: float | None = None  # stop after the epoch that crosses it (the best checkpoint is kept)
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    temperature: float = 4.0
+    feature_weight: float = 0.0  # > 0: also match group features (needs the compressor's group records)
+    holdout: float = 0.15  # fraction of the inputs kept aside to pick the best epoch
+    augment: bool = True  # random ±2-pixel shifts of image inputs (the teacher relabels every shifted batch)
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise EdgefoldError(f"recovery epochs must be >= 1, got {self.epochs}")
+        if self.time_budget_s is not None and not (self.time_budget_s > 0 and math.isfinite(self.time_budget_s)):
+            raise EdgefoldError(f"--recover-time must be a positive number of seconds, got {self.time_budget_s}")
+        if not 0 <= self.holdout < 1:
+            raise EdgefoldError(f"recovery holdout must be in [0, 1), got {self.holdout}")
+        if self.lr <= 0 or self.batch_size < 2 or self.temperature <= 0:
+            raise EdgefoldError("recovery needs lr > 0, batch size >= 2 and temperature > 0")
+
+
+@dataclass
+class RecoverReport:
+    epochs_run: int
+    best_epoch: int  # 0 = the student as it came in
+    selected_by: str  # "held-out accuracy" | "held-out agreement"
+    stopped_by: str  # "epochs" | "time budget"
+    seconds: float
+    samples: int  # training inputs
+    heldout: int
+    history: list[dict[str, Any]] = field(default_factory=list)  # per epoch (0 = before training)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def best(self) -> dict[str, Any]:
+        return self.history[self.best_epoch]
+
+
+Progress = Callable[[int, int, dict[str, Any]], None]  # (epochs done, epochs planned, metrics of the last epoch)
+
+
+@torch.no_grad()
+def _outputs(model: nn.Module, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    was = model.training
+    model.eval()
+    out = torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)]) if len(x) else torch.empty(0)
+    model.train(was)
+    return out
+
+
+@torch.no_grad()
+def evaluate(student: nn.Module, x: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None = None,
+             temperature: float = 4.0) -> dict[str, float | None]:
+    """Top-1 agreement with the teacher (%), KL to it, and accuracy (%) when labels are given."""
+    out = _outputs(student, x)
+    agree = float((out.flatten(1).argmax(1) == teacher_logits.flatten(1).argmax(1)).float().mean() * 100)
+    kl = float(kd_loss(out, teacher_logits, temperature))
+    acc = None if labels is None else float((out.flatten(1).argmax(1) == labels).float().mean() * 100)
+    return {"agreement": round(agree, 4), "kl": kl, "accuracy": None if acc is None else round(acc, 4)}
+
+
+def _shift(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    if x.dim() != 4:
+        return x
+    dy, dx = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
+    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+
+
+def _split(n: int, frac: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    perm = torch.randperm(n, generator=g)
+    h = int(round(n * frac))
+    if h < 8 or n - h < 8:  # too few to hold any out: select on the training inputs themselves
+        return perm, perm
+    return perm[h:], perm[:h]
+
+
+def recover(student: nn.Module, teacher: nn.Module, inputs: torch.Tensor, config: RecoverConfig | None = None,
+            labels: torch.Tensor | None = None, eval_x: torch.Tensor | None = None,
+            eval_y: torch.Tensor | None = None, groups: Sequence[Any] | None = None,
+            on_epoch: Progress | None = None) -> RecoverReport:
+    """Distil `student` from `teacher` in place on `inputs` (N x input shape); returns what happened per epoch.
+
+    labels (optional, one per input) only change how the best epoch is picked (held-out accuracy). eval_x/eval_y,
+    if given, are scored after every epoch for the report (never used for any choice).
+    """
+    cfg = config or RecoverConfig()
+    cfg.validate()
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() < 2 or len(inputs) < 2:
+        raise EdgefoldError("recovery needs at least 2 input samples")
+    if cfg.feature_weight > 0 and not groups:
+        raise EdgefoldError("feature distillation needs the compressor's group records")
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    teacher = teacher.eval()  # only ever run under no_grad: its weights are never touched
+    x = inputs.float().contiguous()
+    tr_idx, ho_idx = _split(len(x), cfg.holdout, g)
+    x_tr, x_ho = x[tr_idx], x[ho_idx]
+    y_ho = labels[ho_idx] if labels is not None else None
+    t_tr = _outputs(teacher, x_tr)  # teacher logits of the unshifted inputs, reused whenever no shift is drawn
+    t_ho = _outputs(teacher, x_ho)
+    t_ev = _outputs(teacher, eval_x) if eval_x is not None else None
+    selected_by = "held-out accuracy" if y_ho is not None else "held-out agreement"
+
+    def score(epoch: int, loss: float | None) -> dict[str, Any]:
+        m = evaluate(student, x_ho, t_ho, y_ho, cfg.temperature)
+        row: dict[str, Any] = {"epoch": epoch, "loss": loss, "heldout_agreement": m["agreement"],
+                               "heldout_kl": m["kl"], "heldout_accuracy": m["accuracy"]}
+        if eval_x is not None:
+            e = evaluate(student, eval_x, t_ev, eval_y, cfg.temperature)
+            row.update(eval_agreement=e["agreement"], eval_accuracy=e["accuracy"])
+        row["seconds"] = round(time.perf_counter() - t0, 3)
+        return row
+
+    def key(row: dict[str, Any]) -> tuple[float, float]:
+        main = row["heldout_accuracy"] if row["heldout_accuracy"] is not None else row["heldout_agreement"]
+        return (main, -row["heldout_kl"])
+
+    history = [score(0, None)]
+    best_state, best_epoch = copy.deepcopy(student.state_dict()), 0
+    params = [p for p in student.parameters() if p.requires_grad]
+    if not params:
+        raise EdgefoldError("the compressed model has no trainable parameters")
+    opt = torch.optim.AdamW(params, cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, math.ceil(len(x_tr) / cfg.batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
+                                                pct_start=0.15)
+    taps = FeatureTaps(teacher, student, groups) if cfg.feature_weight > 0 and groups else None
+    stopped = "epochs"
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            student.train()
+            perm = torch.randperm(len(x_tr), generator=g)
+            total, seen = 0.0, 0
+            for i in range(0, len(x_tr), cfg.batch_size):
+                idx = perm[i : i + cfg.batch_size]
+                if len(idx) < 2:  # BatchNorm in training mode needs two samples
+                    continue
+                xb = x_tr[idx]
+                shifted = cfg.augment and xb.dim() == 4 and bool(torch.rand((), generator=g) < 0.75)
+                if shifted:
+                    xb = _shift(xb, g)
+                if shifted or taps is not None:
+                    with torch.no_grad():
+                        tb = teacher(xb)
+                else:
+                    tb = t_tr[idx]
+                loss = kd_loss(student(xb), tb, cfg.temperature)
+                if taps is not None:
+                    loss = loss + cfg.feature_weight * taps.loss()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += float(loss.detach()) * len(idx)
+                seen += len(idx)
+            row = score(epoch, total / max(1, seen))
+            history.append(row)
+            if key(row) > key(history[best_epoch]):
+                best_state, best_epoch = copy.deepcopy(student.state_dict()), epoch
+            if on_epoch is not None:
+                on_epoch(epoch, cfg.epochs, row)
+            if cfg.time_budget_s is not None and time.perf_counter() - t0 >= cfg.time_budget_s and epoch < cfg.epochs:
+                stopped = "time budget"
+                break
+    finally:
+        if taps is not None:
+            taps.remove()
+    student.load_state_dict(best_state)
+    student.eval()
+    return RecoverReport(len(history) - 1, best_epoch, selected_by, stopped, round(time.perf_counter() - t0, 3),
+                         len(x_tr), len(x_ho), history)
+
+
+def synthetic_inputs(teacher: nn.Module, example: torch.Tensor, n: int = 256, steps: int = 100, batch: int = 64,
+                     seed: int = 0, on_batch: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """n inputs made from the teacher alone by deep inversion (what repair 'dir' does), for data-free recovery.
+
+    Batches use seeds seed, seed+1, ... so the set is deterministic; a model without BatchNorm has no statistics to
+    invert, and gets seeded Gaussian inputs.
+    """
+    from edgefold.compiler.compress.repair import DirConfig, deep_inversion
+
+    if n < 2:
+        raise EdgefoldError("data-free recovery needs at least 2 synthetic samples")
+    out = []
+    made, b = 0, 0
+    while made < n:
+        size = min(batch, n - made)
+        out.append(deep_inversion(teacher, example, DirConfig(batch=size, steps=steps, seed=seed + b)))
+        made += size
+        b += 1
+        if on_batch is not None:
+            on_batch(made, n)
+    return torch.cat(out).contiguous()
