@@ -24,6 +24,17 @@ MAX_DIMS = 6
 ALIAS_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}
 
 
+def window_delta(w: int, c: int, oh: int, ow: int, oc: int, sh: int, sw: int, pad_t: int, pad_l: int) -> int:
+    """Raster-order window kernels write pixel p only after reading pixel p, and never read below the first input
+    row/column of later pixels: the output may start this many bytes (aligned) below the input."""
+    p = np.arange(oh * ow)
+    r0 = np.maximum(p // ow * sh - pad_t, 0)
+    c0 = np.maximum(p % ow * sw - pad_l, 0)
+    minread = (r0 * w + c0) * c
+    suffix_min = np.minimum.accumulate(minread[::-1])[::-1]
+    return align(int(max(0, np.max((p + 1) * oc - suffix_min))))
+
+
 class UnsupportedOp(EdgefoldError):
     """The model contains an operator (or a variant of one) the edgefold runtime does not implement."""
 
@@ -226,15 +237,8 @@ class Lowerer:
         self.window_overlap(op, xi, op.outputs[0], h, wd, c, oh, ow, oc, sh, sw, pad_t, pad_l)
 
     def window_overlap(self, op, xi, yi, h, w, c, oh, ow, oc, sh, sw, pad_t, pad_l) -> None:
-        """Raster-order window kernels write pixel p only after reading pixel p, and never read below the
-        first input row/column of later pixels: the output may start `delta` bytes below the input."""
-        p = np.arange(oh * ow)
-        r0 = np.maximum(p // ow * sh - pad_t, 0)
-        c0 = np.maximum(p % ow * sw - pad_l, 0)
-        minread = (r0 * w + c0) * c
-        suffix_min = np.minimum.accumulate(minread[::-1])[::-1]
-        delta = int(max(0, np.max((p + 1) * oc - suffix_min)))
-        self.out.overlaps.append((self.key(yi), self.key(xi), align(delta)))
+        delta = window_delta(w, c, oh, ow, oc, sh, sw, pad_t, pad_l)
+        self.out.overlaps.append((self.key(yi), self.key(xi), delta))
 
     def key(self, i: int) -> str:
         return f"t{self.out.storage[i]}"
