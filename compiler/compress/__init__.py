@@ -4,6 +4,8 @@
 
 The input model is never modified. Coupled channel groups come from the model graph (graph.py); every group loses
 round(ratio·n) of its n channels (k = n − round(ratio·n) ≥ 1, half rounded up); the classifier output is kept.
+`ratios={group name: ratio}` sets the ratio of single groups (names as in the report, e.g. chosen by compiler/fit);
+the others use `ratio`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ def count_macs_params(model: nn.Module, example_inputs: torch.Tensor) -> tuple[i
     return int(macs), int(params)
 
 
+def _check_ratio(ratio: object, what: str = "ratio") -> None:
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) \
+            or not 0 <= ratio < 1:
+        raise EdgefoldError(f"{what} must be a number in [0, 1), got {ratio!r}")
+
+
 def _validate(model, example_inputs, method, ratio, repair) -> None:
     if not isinstance(model, nn.Module):
         raise EdgefoldError(f"compress() needs a torch.nn.Module, got {type(model).__name__}")
@@ -45,9 +53,7 @@ def _validate(model, example_inputs, method, ratio, repair) -> None:
         raise EdgefoldError(f"unknown compression method '{method}'; choose one of: {', '.join(METHODS)}")
     if repair not in REPAIRS:
         raise EdgefoldError(f"unknown repair '{repair}'; choose one of: {', '.join(REPAIRS)}")
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) \
-            or not 0 <= ratio < 1:
-        raise EdgefoldError(f"ratio must be a number in [0, 1), got {ratio!r}")
+    _check_ratio(ratio)
 
 
 def _map_ignored(original: nn.Module, work: nn.Module, ignored: list[nn.Module] | None) -> list[nn.Module]:
@@ -81,11 +87,14 @@ def _single_thread():
 
 def compress(model: nn.Module, example_inputs: torch.Tensor, method: str = "fold", ratio: float = 0.5,
              repair: str = "none", calib_data: torch.Tensor | None = None,
-             ignored_layers: list[nn.Module] | None = None, seed: int = 0) -> tuple[nn.Module, CompressReport]:
+             ignored_layers: list[nn.Module] | None = None, seed: int = 0,
+             ratios: dict[str, float] | None = None) -> tuple[nn.Module, CompressReport]:
     """Compress a copy of `model`; returns (compressed eval-mode model, report)."""
     _validate(model, example_inputs, method, ratio, repair)
+    for name, r in (ratios or {}).items():
+        _check_ratio(r, f"ratio of group '{name}'")
     with _single_thread():
-        work, report = _structural(model, example_inputs, method, ratio, ignored_layers, seed)
+        work, report = _structural(model, example_inputs, method, ratio, ignored_layers, seed, dict(ratios or {}))
     if repair != "none":
         from edgefold.compiler.compress.repair import apply_repair  # lazy: repair pulls in data/inversion code
 
@@ -98,7 +107,8 @@ def compress(model: nn.Module, example_inputs: torch.Tensor, method: str = "fold
 
 
 def _structural(model: nn.Module, example_inputs: torch.Tensor, method: str, ratio: float,
-                ignored_layers: list[nn.Module] | None, seed: int) -> tuple[nn.Module, CompressReport]:
+                ignored_layers: list[nn.Module] | None, seed: int,
+                ratios: dict[str, float] | None = None) -> tuple[nn.Module, CompressReport]:
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -122,6 +132,11 @@ def _structural(model: nn.Module, example_inputs: torch.Tensor, method: str, rat
     t = lap("count", t)
     gset = graph.find_groups(work, example_inputs, ignored)
     t = lap("graph", t)
+    ratios = ratios or {}
+    unknown = sorted(set(ratios) - {g.name for g in gset.groups})
+    if unknown:
+        raise EdgefoldError(f"no compressible channel group named {', '.join(unknown)} (groups: "
+                            f"{', '.join(g.name for g in gset.groups)})")
 
     # read every group's features before touching any weight, so groups don't see each other's merges
     feats = [graph.features(g) for g in gset.groups]
@@ -131,7 +146,7 @@ def _structural(model: nn.Module, example_inputs: torch.Tensor, method: str, rat
     records: list[GroupRecord] = []
     removals: list[list[int]] = []
     for g, w, p in zip(gset.groups, feats, prod, strict=True):
-        k = keep_count(g.n, ratio)
+        k = keep_count(g.n, ratios.get(g.name, ratio))
         sq = fold.row_sq_norms(w)
         pe = fold.prune_error(w, k, sq)
         if k == g.n:
@@ -169,5 +184,6 @@ def _structural(model: nn.Module, example_inputs: torch.Tensor, method: str, rat
 
     report = CompressReport(method, float(ratio), "none", params_before, params_after, macs_before, macs_after,
                             time.perf_counter() - t_start, records, gset.skipped,
-                            {k: round(v, 4) for k, v in timings.items()})
+                            {k: round(v, 4) for k, v in timings.items()},
+                            {g.name: float(ratios[g.name]) for g in gset.groups if g.name in ratios})
     return work.to(device), report

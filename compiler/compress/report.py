@@ -47,6 +47,7 @@ class CompressReport:
     groups: list[GroupRecord] = field(default_factory=list)
     skipped_groups: list[str] = field(default_factory=list)  # root layers of groups with unsupported layers
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    ratios: dict[str, float] = field(default_factory=dict)  # per-group ratios that override `ratio`
 
     @property
     def param_ratio(self) -> float:
