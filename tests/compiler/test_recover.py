@@ -25,7 +25,7 @@ def _tiny() -> nn.Module:
 
 
 @pytest.fixture(scope="module")
-def trained():
+def tiny_trained():
     m = _tiny()
     train(m, SHAPE, TrainConfig(epochs=6, lr=1e-2, seed=0))
     return m.eval()
@@ -37,13 +37,14 @@ def _compressed(teacher):
     return student, rep
 
 
-def test_recovery_improves_accuracy_and_is_deterministic(trained):
+def test_recovery_improves_accuracy_and_is_deterministic(tiny_trained):
+    trained = tiny_trained
     test = data.load(SHAPE, "test")
     x = data.load(SHAPE, "train").x
-    base = data.accuracy(trained, test)
+    base = data.accuracy(tiny_trained, test)
     runs = []
     for _ in range(2):
-        student, rep = _compressed(trained)
+        student, rep = _compressed(tiny_trained)
         before = data.accuracy(student, test)
         report = recover(student, trained, x, RecoverConfig(epochs=4, seed=3), groups=rep.groups)
         runs.append((before, data.accuracy(student, test), report, student.state_dict()))
@@ -56,27 +57,30 @@ def test_recovery_improves_accuracy_and_is_deterministic(trained):
     assert r0.history[r0.best_epoch]["heldout_agreement"] >= r0.history[0]["heldout_agreement"]
 
 
-def test_recovery_time_budget_and_labels(trained):
-    student, _ = _compressed(trained)
+def test_recovery_time_budget_and_labels(tiny_trained):
+    trained = tiny_trained
+    student, _ = _compressed(tiny_trained)
     tr = data.load(SHAPE, "train")
     report = recover(student, trained, tr.x, RecoverConfig(epochs=50, time_budget_s=1e-3), labels=tr.y)
     assert report.stopped_by == "time budget" and report.epochs_run == 1
     assert report.selected_by == "held-out accuracy"
 
 
-def test_data_free_recovery_on_deep_inversion_samples(trained):
+def test_data_free_recovery_on_deep_inversion_samples(tiny_trained):
+    trained = tiny_trained
     test = data.load(SHAPE, "test")
-    student, rep = _compressed(trained)
+    student, rep = _compressed(tiny_trained)
     before = data.accuracy(student, test)
-    syn = synthetic_inputs(trained, torch.zeros(SHAPE), n=96, steps=60, batch=48, seed=0)
+    syn = synthetic_inputs(tiny_trained, torch.zeros(SHAPE), n=96, steps=60, batch=48, seed=0)
     assert syn.shape == (96, 1, 8, 8)
-    assert torch.equal(syn, synthetic_inputs(trained, torch.zeros(SHAPE), n=96, steps=60, batch=48, seed=0))
+    assert torch.equal(syn, synthetic_inputs(tiny_trained, torch.zeros(SHAPE), n=96, steps=60, batch=48, seed=0))
     recover(student, trained, syn, RecoverConfig(epochs=4, seed=0))
     assert data.accuracy(student, test) >= before  # never worse on held-out synthetic agreement, usually better
 
 
-def test_feature_distillation_runs(trained):
-    student, rep = _compressed(trained)
+def test_feature_distillation_runs(tiny_trained):
+    trained = tiny_trained
+    student, rep = _compressed(tiny_trained)
     x = data.load(SHAPE, "train").x[:256]
     report = recover(student, trained, x, RecoverConfig(epochs=1, feature_weight=1.0), groups=rep.groups)
     assert report.epochs_run == 1 and report.history[1]["loss"] > 0
