@@ -85,6 +85,9 @@ def _single_thread():
         torch.set_num_threads(old)
 
 
+single_thread = _single_thread  # public: recovery and fitting run their many small ops the same way
+
+
 def compress(model: nn.Module, example_inputs: torch.Tensor, method: str = "fold", ratio: float = 0.5,
              repair: str = "none", calib_data: torch.Tensor | None = None,
              ignored_layers: list[nn.Module] | None = None, seed: int = 0,

@@ -47,7 +47,14 @@ class Sensitivity:
 def measure(model: nn.Module, example: torch.Tensor, inputs: torch.Tensor, groups: Sequence[str],
             method: str = "fold", repair: str = "repair", levels: Sequence[float] = LEVELS, samples: int = 64,
             seed: int = 0, on_step: Callable[[int, int, str], None] | None = None) -> Sensitivity:
-    """Sensitivity of every named group at every level, scored on `samples` held-out inputs."""
+    """Sensitivity of every named group at every level, scored on `samples` held-out inputs (one thread)."""
+    from edgefold.compiler.compress import single_thread
+
+    with single_thread():
+        return _measure(model, example, inputs, groups, method, repair, levels, samples, seed, on_step)
+
+
+def _measure(model, example, inputs, groups, method, repair, levels, samples, seed, on_step) -> Sensitivity:
     import time
 
     t0 = time.perf_counter()

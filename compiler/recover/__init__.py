@@ -118,8 +118,18 @@ def recover(student: nn.Module, teacher: nn.Module, inputs: torch.Tensor, config
     """Distil `student` from `teacher` in place on `inputs` (N x input shape); returns what happened per epoch.
 
     labels (optional, one per input) only change how the best epoch is picked (held-out accuracy). eval_x/eval_y,
-    if given, are scored after every epoch for the report (never used for any choice).
+    if given, are scored after every epoch for the report (never used for any choice). Runs on one intra-op thread
+    (small batches on shared cores: 2 threads were 9x slower than 1 on this 2-core machine under load).
     """
+    from edgefold.compiler.compress import single_thread
+
+    with single_thread():
+        return _recover(student, teacher, inputs, config, labels, eval_x, eval_y, groups, on_epoch)
+
+
+def _recover(student: nn.Module, teacher: nn.Module, inputs: torch.Tensor, config: RecoverConfig | None,
+             labels: torch.Tensor | None, eval_x: torch.Tensor | None, eval_y: torch.Tensor | None,
+             groups: Sequence[Any] | None, on_epoch: Progress | None) -> RecoverReport:
     cfg = config or RecoverConfig()
     cfg.validate()
     if not isinstance(inputs, torch.Tensor) or inputs.dim() < 2 or len(inputs) < 2:
@@ -216,10 +226,18 @@ def synthetic_inputs(teacher: nn.Module, example: torch.Tensor, n: int = 256, st
     Batches use seeds seed, seed+1, ... so the set is deterministic; a model without BatchNorm has no statistics to
     invert, and gets seeded Gaussian inputs.
     """
-    from edgefold.compiler.compress.repair import DirConfig, deep_inversion
-
     if n < 2:
         raise EdgefoldError("data-free recovery needs at least 2 synthetic samples")
+    from edgefold.compiler.compress import single_thread
+
+    with single_thread():
+        return _synthetic(teacher, example, n, steps, batch, seed, on_batch)
+
+
+def _synthetic(teacher: nn.Module, example: torch.Tensor, n: int, steps: int, batch: int, seed: int,
+               on_batch: Callable[[int, int], None] | None) -> torch.Tensor:
+    from edgefold.compiler.compress.repair import DirConfig, deep_inversion
+
     out = []
     made, b = 0, 0
     while made < n:
