@@ -55,7 +55,7 @@ def main() -> int:
     ap.add_argument("--weights", help="optional state_dict / edgefold checkpoint for --model (default: seeded init)")
     ap.add_argument("--ratio", type=float, default=0.5)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: see README)")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: see docs/compress.md)")
     ap.add_argument("--no-sklearn", action="store_true", help="skip the scikit-learn objective comparison")
     ap.add_argument("--append", action="store_true", help="append the figures to benchmarks/RESULTS.md")
     args = ap.parse_args()

@@ -212,7 +212,7 @@ ZOO: dict[str, tuple[Callable[..., nn.Module], tuple[int, ...]]] = {
     "vit_tiny": (vit_tiny, CIFAR_SHAPE),
 }
 
-# The six reference architectures from DESIGN.md (resnet18_narrow is a sweep helper).
+# The six reference architectures (docs/models-and-data.md); resnet18_narrow is only used by the sweep.
 REFERENCE = ["resnet8", "resnet18", "vgg11_bn", "dscnn", "mobilenetv1_025", "vit_tiny"]
 
 

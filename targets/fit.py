@@ -4,7 +4,7 @@ last word. When it does not fit, say by how much and which compression ratio wou
 Flash needed = weights (+ the .tflite's flatbuffer overhead for TFLM) + runtime code + the board's base firmware
 RAM needed   = tensor arena + the board's base static RAM (+ harness/runtime statics)
 
-The base figures per board and backend are estimates (BoardBudget below; documented in the targets README).
+The base figures per board and backend are estimates (BoardBudget below; documented in docs/targets.md, "Fit check").
 The ratio suggestion assumes weights scale with (1-r)^2 (both channel dimensions of a conv shrink) and the
 arena with (1-r) (activations shrink in channels only) -- a first-order model, so it is a suggestion.
 """

@@ -14,11 +14,11 @@ from edgefold.targets.base import DeviceSpec, Target
 from edgefold.core.errors import EdgefoldError
 
 TARGETS: dict[str, str] = {
-    # microcontrollers (targets helper)
+    # microcontrollers: the two USB boards and the Nano's QEMU twin
     "nano33ble": "edgefold.targets.nano33ble:Nano33BleTarget",
     "esp-eye": "edgefold.targets.esp_eye:EspEyeTarget",
     "nano33ble-qemu": "edgefold.targets.qemu:NanoQemuTarget",
-    # Linux boards over SSH (jetson helper): add "jetson-nano" and "jetson-local" here
+    # Linux boards over SSH: the Jetson Nano and its loopback-sshd twin
     "jetson-nano": "edgefold.targets.jetson:JetsonNanoTarget",
     "jetson-local": "edgefold.targets.jetson:JetsonLocalTarget",
 }

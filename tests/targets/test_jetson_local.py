@@ -39,7 +39,7 @@ RUNS, WARMUP = 5, 2
 
 
 def _get_target(name: str, **options):
-    """Through the registry when the targets helper's registry exists, else this module's TARGETS."""
+    """Through the target registry when it can be imported, else this module's TARGETS."""
     try:
         from edgefold.targets.registry import get_target
     except ImportError:
