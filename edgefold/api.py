@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +24,14 @@ from typing import TYPE_CHECKING, Any
 from edgefold.core.artifacts import CodegenManifest, CompressSummary, DeployResult, ExportSummary, plain
 from edgefold.core.errors import EdgefoldError
 from edgefold.core.vocab import BACKENDS, FAULTS, METHODS, REPAIRS, check_choice
+from edgefold.fitting import DataRequest, EpochHook, FitRequest, RecoverRequest, ShrinkRequest, Shrunk
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
     from edgefold.compiler.checkpoint import LoadedModel
+    from edgefold.compiler.userdata import DataPlan
 
 __all__ = ["CALIB_SAMPLES", "Compressed", "CompressRequest", "DeployConfig", "ExportRequest", "ModelRequest",
            "Progress", "TrainRequest", "Trained", "bench", "codegen_to_dir", "compress_model", "compress_to_dir",
@@ -74,10 +75,14 @@ class CompressRequest:
     model: ModelRequest
     out: Path
     method: str = "fold"
-    ratio: float = 0.5  # fraction of channels removed per coupled group
+    ratio: float = 0.5  # fraction of channels removed per coupled group (without --fit / --ratios)
     repair: str = "ar"
     seed: int = 0
-    calib: str | None = None  # .npz with array 'x' for --repair repair (default: the built-in digits, when they fit)
+    calib: str | None = None  # older name of data.data: inputs for --repair repair
+    data: DataRequest = field(default_factory=DataRequest)
+    fit: FitRequest = field(default_factory=FitRequest)
+    recover: RecoverRequest = field(default_factory=RecoverRequest)
+    target: str | None = None  # --fit: the device whose budget and cost model apply (default nano33ble-qemu)
 
     def validate(self) -> None:
         check_choice("method", self.method, METHODS)
@@ -87,6 +92,11 @@ class CompressRequest:
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             raise EdgefoldError(f"--out {out} exists and is not a folder")
+        if self.calib and self.data.data:
+            raise EdgefoldError("pass either --calib or --data, not both")
+        self.data.validate()
+        self.fit.validate()
+        self.recover.validate()
 
 
 @dataclass
@@ -94,116 +104,81 @@ class Compressed:
     summary: CompressSummary  # what compress.json holds
     model: nn.Module  # the compressed model, in eval mode
     out_dir: Path  # holds model.pt and compress.json
+    shrunk: Shrunk | None = None  # fit / recovery details and the inputs export calibrates on
 
 
 def load_calibration(path: str, input_shape: tuple[int, ...]) -> torch.Tensor:
-    """Inputs from a user .npz (array 'x'), checked against the model's input shape; every failure is one line."""
-    import numpy as np
-    import torch
+    """Inputs from a user .npz (x[, y]) or .npy, checked against the model's input shape (compiler/userdata)."""
+    from edgefold.compiler.userdata import load_arrays
 
-    p = Path(path)
-    if not p.is_file():
-        raise EdgefoldError(f"calibration file not found: {p}")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            if not hasattr(z, "files"):
-                raise EdgefoldError(f"calibration file {p} must be a .npz with an array 'x', not a bare .npy")
-            if "x" not in z.files:
-                raise EdgefoldError(f"calibration file {p} has no array 'x' (found: {', '.join(z.files) or 'none'})")
-            x = z["x"]
-    except EdgefoldError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EdgefoldError(f"calibration file {p} is not a readable .npz: {first[:200]}") from None
-    want = ",".join(str(v) for v in input_shape[1:])
-    if not np.issubdtype(x.dtype, np.floating):
-        raise EdgefoldError(f"calibration array 'x' in {p} must be floating point, got {x.dtype}")
-    if x.ndim != len(input_shape) or tuple(x.shape[1:]) != tuple(input_shape[1:]):
-        raise EdgefoldError(f"calibration array 'x' in {p} has shape {','.join(map(str, x.shape))}; "
-                            f"the model needs N,{want}")
-    if x.shape[0] < 2:
-        raise EdgefoldError(f"calibration array 'x' in {p} needs at least 2 samples, got {x.shape[0]}")
-    if not np.isfinite(x).all():
-        raise EdgefoldError(f"calibration array 'x' in {p} contains NaN or infinite values")
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return load_arrays(path, input_shape, what="--calib", min_samples=2).x
 
 
-def digits_fit(model: nn.Module, input_shape: tuple[int, ...]) -> bool:
-    """Whether the built-in digits are this model's data: image-shaped input and 10 logits out."""
-    import torch
-
-    if len(input_shape) != 4:
-        return False
-    with torch.no_grad():
-        out = model.eval()(torch.zeros((1, *input_shape[1:])))
-    return isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[1] == 10
-
-
-def compress_to_dir(req: CompressRequest, progress: Progress | None = None) -> Compressed:
-    """`edgefold compress`: load the model, fold or prune it, repair BatchNorm, write model.pt and compress.json."""
-    from edgefold.compiler import data
+def compress_to_dir(req: CompressRequest, progress: Progress | None = None,
+                    on_epoch: EpochHook | None = None) -> Compressed:
+    """`edgefold compress`: load the model, (fit,) fold or prune it, repair BatchNorm, (recover,) write model.pt and
+    compress.json."""
+    from edgefold.fitting import data_plan
 
     req.validate()
     loaded = req.model.load()
-    shape = tuple(loaded.spec.input_shape)
-    calib, calib_label = None, None
-    if req.calib:
-        calib, calib_label = load_calibration(req.calib, shape), req.calib
-    elif digits_fit(loaded.model, shape):
-        calib = data.calibration_batch(shape, CALIB_SAMPLES, seed=req.seed)
-        calib_label = f"digits train ({CALIB_SAMPLES} images)"
-    if req.repair == "repair" and calib is None:
-        raise EdgefoldError("--repair repair needs calibration data: pass --calib FILE.npz (array 'x', shape "
-                            f"N,{','.join(map(str, shape[1:]))}), or use the data-free --repair ar / dir")
-    return compress_model(loaded, req.out, req.method, req.ratio, req.repair, req.seed, calib, calib_label,
-                          req.model.weights, progress)
+    dreq = DataRequest(req.data.data or req.calib, req.data.eval_data, req.data.data_free)
+    plan = data_plan(loaded, dreq)  # every data file is checked here, before any work
+    target = None
+    if req.fit.enabled:
+        from edgefold.targets.registry import get_target
+
+        target = get_target(req.target or "nano33ble-qemu")
+    shrink = ShrinkRequest(req.method, req.ratio, req.repair, req.seed, req.fit, req.recover)
+    return compress_model(loaded, req.out, shrink, plan, target, weights=req.model.weights, progress=progress,
+                          on_epoch=on_epoch)
 
 
-def compress_model(loaded: LoadedModel, out: str | Path, method: str, ratio: float, repair: str, seed: int = 0,
-                   calib: torch.Tensor | None = None, calib_label: str | None = None, weights: str | None = None,
-                   progress: Progress | None = None) -> Compressed:
-    """Compress a loaded model and write OUT/model.pt + OUT/compress.json (both appear together, or neither).
-    `calib` is what REPAIR re-estimates BatchNorm statistics on; accuracy is measured on the digits test split
-    only when digits are the model's data (image input, 10 logits)."""
-    import torch
-
-    from edgefold.compiler import data
+def compress_model(loaded: LoadedModel, out: str | Path, req: ShrinkRequest, plan: DataPlan, target: Any = None,
+                   backend: str = "edgefold", weights: str | None = None, progress: Progress | None = None,
+                   on_epoch: EpochHook | None = None) -> Compressed:
+    """Compress a loaded model (edgefold.fitting.shrink) and write OUT/model.pt + OUT/compress.json (both appear
+    together, or neither). Accuracy is measured only on labelled data that belongs to the model (the data rule)."""
     from edgefold.compiler.checkpoint import save_model
-    from edgefold.compiler.compress import compress
     from edgefold.core.fsutil import staged_dir
+    from edgefold.fitting import shrink
 
-    spec, model = loaded.spec, loaded.model
+    spec = loaded.spec
     if spec.name is None and spec.factory is None:
         raise EdgefoldError("a compressed model is saved as spec + weights: say which architecture with --model "
                             "or --factory (a pickled module cannot be rebuilt without its code)")
     shape = tuple(spec.input_shape)
-    test = data.load(shape, "test") if digits_fit(model, shape) else None
-    acc_before = data.accuracy(model, test) if test is not None else None
-    _say(progress, f"compressing {spec.label}: {method}, ratio {ratio}, repair {repair}")
-    compressed, report = compress(model, torch.zeros((1, *shape[1:])), method, ratio, repair,
-                                  calib_data=calib if repair == "repair" else None, seed=seed)
-    acc_after = data.accuracy(compressed, test) if test is not None else None
+    s = shrink(loaded, req, plan, target, backend, progress, on_epoch)
+    report = s.report
+    extra: dict[str, Any] = {"ratios": {g.name: round((g.n - g.k) / g.n, 6) for g in report.groups if g.k < g.n},
+                             "data": s.inputs_label, "notes": s.notes, "stage_seconds": s.seconds}
+    if s.fit is not None:
+        extra["fit"] = s.fit.to_dict()
+    if s.recover is not None:
+        extra["recover"] = s.recover
+        extra["accuracy_after_compress"] = s.accuracy_after_compress
     summary = CompressSummary(
-        method=report.method, ratio=report.ratio, repair=report.repair, seed=seed,
+        method=report.method, ratio=report.ratio, repair=report.repair, seed=req.seed,
         params_before=report.params_before, params_after=report.params_after, macs_before=report.macs_before,
         macs_after=report.macs_after, param_ratio=report.param_ratio, mac_ratio=report.mac_ratio,
-        seconds=report.seconds, timings=dict(report.timings), accuracy_before=acc_before, accuracy_after=acc_after,
-        accuracy_data=f"digits test ({len(test)} images)" if test is not None else None,
-        calibration=calib_label if repair == "repair" else None,  # only REPAIR looks at data; ar and dir are data-free
+        seconds=report.seconds, timings=dict(report.timings), accuracy_before=s.accuracy_before,
+        accuracy_after=s.accuracy_after,
+        accuracy_data=f"{s.eval.source} ({len(s.eval)} samples)" if s.eval is not None else None,
+        calibration=s.inputs_label if report.repair == "repair" else None,  # ar and dir are data-free
         model=spec.to_dict(), label=spec.label, weights=str(weights) if weights else None,
         groups=[{"name": g.name, "kind": g.kind, "n": g.n, "k": g.k, "merged": sum(len(m) > 1 for m in g.members),
                  "proj_error": g.proj_error, "prune_error": g.prune_error, "fold_error": g.fold_error}
                 for g in report.groups],
-        skipped_groups=list(report.skipped_groups), files={"model": "model.pt", "report": CompressSummary.FILE})
+        skipped_groups=list(report.skipped_groups), files={"model": "model.pt", "report": CompressSummary.FILE},
+        extra=extra)
     summary = CompressSummary.from_dict(summary.to_dict())  # plain JSON types throughout, also in model.pt's meta
     meta = {**{k: v for k, v in loaded.meta.items() if k != "compress"}, "model": spec.label,
-            "input_shape": list(shape), "classes": spec.num_classes, "accuracy": acc_after,
+            "input_shape": list(shape), "classes": spec.num_classes, "accuracy": s.accuracy_after,
             "compress": summary.brief()}
     with staged_dir(out) as stage:
-        save_model(stage / "model.pt", compressed, spec, plain(meta))  # plain data: loads with weights_only=True
+        save_model(stage / "model.pt", s.model, spec, plain(meta))  # plain data: loads with weights_only=True
         summary.write(stage / CompressSummary.FILE)
-    return Compressed(summary, compressed, Path(out))
+    return Compressed(summary, s.model, Path(out), s)
 
 
 # --------------------------------------------------------------------------------------------------- export
