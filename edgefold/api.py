@@ -331,6 +331,9 @@ class DeployConfig:
     fault: str | None = None
     seed: int = 0
     target_options: dict[str, Any] = field(default_factory=dict)
+    data: DataRequest = field(default_factory=DataRequest)
+    fit: FitRequest = field(default_factory=FitRequest)
+    recover: RecoverRequest = field(default_factory=RecoverRequest)
 
     @property
     def model_request(self) -> ModelRequest:
@@ -348,13 +351,16 @@ class DeployConfig:
             raise EdgefoldError("--runs must be >= 1 and --warmup >= 0")
         if self.fault is not None:
             check_choice("fault", self.fault, FAULTS)
+        self.data.validate()
+        self.fit.validate()
+        self.recover.validate()
 
 
-def deploy(cfg: DeployConfig, progress: Progress | None = None) -> DeployResult:
+def deploy(cfg: DeployConfig, progress: Progress | None = None, on_epoch: EpochHook | None = None) -> DeployResult:
     """`edgefold deploy`: compress -> export -> (codegen) -> fit check -> build -> flash -> measure into cfg.out."""
     from edgefold import pipeline
 
-    return pipeline.deploy(cfg, progress)
+    return pipeline.deploy(cfg, progress, on_epoch)
 
 
 def bench(target: str, run_dir: Path, runs: int | None = None, warmup: int | None = None, port: str | None = None,
