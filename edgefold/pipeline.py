@@ -108,9 +108,12 @@ def _npy(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def deploy(cfg: DeployConfig, progress: Progress | None = None, on_epoch=None) -> DeployResult:
+def deploy(cfg: DeployConfig, progress: Progress | None = None, on_epoch=None, retry: bool = True) -> DeployResult:
     """(fit) -> compress -> (recover) -> export -> (codegen) -> fit check -> build -> flash -> measure; writes
-    DIR/result.json, with the fitted footprint's prediction next to what the build measured."""
+    DIR/result.json, with the fitted footprint's prediction next to what the build measured.
+
+    The device has the last word on instructions: when a fitted model counts more than --max-instructions on the
+    twin, the fit runs once more with the instruction model rescaled by measured / predicted."""
     from edgefold.api import compress_model
     from edgefold.fitting import ShrinkRequest, data_plan
     from edgefold.targets.registry import get_target
@@ -181,6 +184,14 @@ def deploy(cfg: DeployConfig, progress: Progress | None = None, on_epoch=None) -
 
     result = assemble_result(cfg, target, build, measured, bi, comp.summary.brief())
     fit_info = comp.summary.extra.get("fit")
+    limit = cfg.fit.max_instructions
+    if fit_info and retry and limit and result.instructions and result.instructions > limit:
+        from dataclasses import replace
+
+        scale = cfg.fit.instruction_scale * result.instructions / fit_info["predicted"]["instructions"] * 1.01
+        _stage(progress, f"measured {result.instructions:,.0f} instructions > {limit:,.0f}: fitting again with the "
+                         f"instruction model scaled by {scale:.3f}")
+        return deploy(replace(cfg, fit=replace(cfg.fit, instruction_scale=scale)), progress, on_epoch, retry=False)
     if fit_info:
         pred = fit_info["predicted"]
         result.extra["footprint"] = {

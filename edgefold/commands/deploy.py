@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
 def print_result(r: DeployResult, path: Path) -> None:
     from rich.table import Table
 
-    t = Table(title=f"{r.target} · {r.model} · {r.method} r={r.ratio} · {r.backend}")
+    how = "fit (per-group ratios)" if r.compress.get("fit") else f"r={r.ratio}"
+    t = Table(title=f"{r.target} · {r.model} · {r.method} {how} · {r.backend}")
     t.add_column("measure")
     t.add_column("value", justify="right")
     lat = r.latency
@@ -102,7 +103,7 @@ def before_after(r: DeployResult):
     from rich.table import Table
 
     fp = r.extra["footprint"]
-    fit = (r.compress.get("extra") or {}).get("fit") or {}
+    fit = r.compress.get("fit") or {}
     before, pred, meas = fit.get("before", {}), fp["predicted"], fp["measured"]
     t = Table(title="fit to the device: before (uncompressed) and after (deployed)")
     for col in ("", "before", "after: measured", "after: predicted"):
@@ -110,7 +111,7 @@ def before_after(r: DeployResult):
     comp = r.compress
     acc_data = comp.get("accuracy_data") or "no labelled data"
     if comp.get("accuracy_before") is not None:
-        rec = (comp.get("extra") or {}).get("accuracy_after_compress")
+        rec = comp.get("accuracy_after_compress")
         mid = f" (compressed {rec:.2f}, recovered {comp['accuracy_after']:.2f})" if rec is not None else ""
         int8 = r.accuracy.get("int8")
         t.add_row(f"accuracy, {acc_data}", f"{comp['accuracy_before']:.2f} % float",
