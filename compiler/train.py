@@ -42,12 +42,17 @@ def make_schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, n_train: int) ->
 
 
 def train(model: nn.Module, input_shape: tuple[int, ...], cfg: TrainConfig | None = None,
-          on_epoch: Callable[[int, float], None] | None = None) -> float:
-    """Train `model` in place; returns test accuracy (percent)."""
+          on_epoch: Callable[[int, float], None] | None = None, train_set: data.Split | None = None,
+          test_set: data.Split | None = None) -> float:
+    """Train `model` in place; returns test accuracy (percent). Default data: the digits train/test split; a user's
+    (x, y) can be given as train_set/test_set (test_set None: accuracy on the training data)."""
     cfg = cfg or TrainConfig()
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    tr, te = data.load(input_shape, "train"), data.load(input_shape, "test")
+    if train_set is None:
+        tr, te = data.load(input_shape, "train"), data.load(input_shape, "test")
+    else:
+        tr, te = train_set, test_set if test_set is not None else train_set
     opt = make_optimizer(list(model.parameters()), cfg)
     sched = make_schedule(opt, cfg, len(tr))
     for epoch in range(cfg.epochs):
@@ -58,7 +63,7 @@ def train(model: nn.Module, input_shape: tuple[int, ...], cfg: TrainConfig | Non
             if len(idx) < 2:  # BatchNorm needs two samples
                 continue
             x = tr.x[idx]
-            if cfg.augment:
+            if cfg.augment and x.dim() == 4:
                 x = _augment(x, g)
             loss = F.cross_entropy(model(x), tr.y[idx])
             opt.zero_grad(set_to_none=True)

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from edgefold.compiler.checkpoint import LoadedModel
     from edgefold.compiler.userdata import DataPlan
 
-__all__ = ["CALIB_SAMPLES", "Compressed", "CompressRequest", "DeployConfig", "ExportRequest", "ModelRequest",
+__all__ = ["CALIB_SAMPLES", "Compressed", "CompressRequest", "DeployConfig", "ExportRequest", "FinetuneRequest",
+           "ModelRequest", "finetune_dir",
            "Progress", "TrainRequest", "Trained", "bench", "codegen_to_dir", "compress_model", "compress_to_dir",
            "deploy", "export_model", "export_to_dir", "load_calibration", "train"]
 
@@ -181,6 +182,75 @@ def compress_model(loaded: LoadedModel, out: str | Path, req: ShrinkRequest, pla
     return Compressed(summary, s.model, Path(out), s)
 
 
+@dataclass
+class FinetuneRequest:
+    """`edgefold finetune --from DIR`: recovery of an earlier compression, distilled from its uncompressed model."""
+
+    from_dir: Path
+    out: Path
+    weights: str | None = None  # the uncompressed model's checkpoint (default: what compress.json records)
+    data: DataRequest = field(default_factory=DataRequest)
+    recover: RecoverRequest = field(default_factory=lambda: RecoverRequest(enabled=True))
+    seed: int = 0
+
+
+def finetune_dir(req: FinetuneRequest, progress: Progress | None = None,
+                 on_epoch: EpochHook | None = None) -> Compressed:
+    """Distil DIR/model.pt from the uncompressed model it came from; write OUT/model.pt + OUT/compress.json."""
+    from edgefold.compiler.checkpoint import ModelSpec, load_model, resolve, save_model
+    from edgefold.compiler.recover import RecoverConfig, recover, synthetic_inputs
+    from edgefold.core.fsutil import staged_dir
+    from edgefold.fitting import _accuracy, data_plan
+
+    req.data.validate()
+    req.recover.validate()
+    d = Path(req.from_dir)
+    if not (d / "model.pt").is_file() or not (d / CompressSummary.FILE).is_file():
+        raise EdgefoldError(f"--from {d}: needs model.pt and compress.json (a folder written by edgefold compress)")
+    summary = CompressSummary.read(d / CompressSummary.FILE)
+    teacher_weights = req.weights or summary.weights
+    if not teacher_weights:
+        raise EdgefoldError(f"{d / CompressSummary.FILE} records no weights for the uncompressed model: pass --weights")
+    spec = ModelSpec.from_dict(summary.model)
+    shape = ",".join(map(str, spec.input_shape))
+    teacher = resolve(spec.name, spec.factory, teacher_weights, shape)
+    student = load_model(d / "model.pt", ModelSpec(spec.name, spec.factory, spec.input_shape, spec.num_classes))
+    plan = data_plan(teacher, req.data)
+    example = torch_zeros(spec.input_shape)
+    if plan.inputs is not None:
+        inputs, label = plan.inputs.x, plan.inputs.source
+    elif req.data.data_free:
+        _say(progress, "data-free: synthesising inputs by deep inversion of the uncompressed model")
+        inputs, label = synthetic_inputs(teacher.model, example, 256, seed=req.seed), "deep inversion (256 samples)"
+    else:
+        inputs, label = plan.require_inputs("finetune").x, None
+    before = _accuracy(student.model, plan.eval)
+    _say(progress, f"recover: distilling from the uncompressed model on {label}")
+    ev = plan.eval
+    cfg = RecoverConfig(epochs=req.recover.epochs, time_budget_s=req.recover.time_s, seed=req.seed,
+                        feature_weight=req.recover.feature_weight)
+    rep = recover(student.model, teacher.model, inputs, cfg,
+                  labels=plan.inputs.y if plan.inputs is not None else None,
+                  eval_x=ev.x if ev is not None else None, eval_y=ev.y if ev is not None else None, on_epoch=on_epoch)
+    after = _accuracy(student.model, ev)
+    doc = summary.to_dict()
+    doc.update(accuracy_after_compress=before, accuracy_after=after, recover={**rep.to_dict(), "inputs": label},
+               accuracy_data=f"{ev.source} ({len(ev)} samples)" if ev is not None else None,
+               finetuned_from=str(d))
+    out_summary = CompressSummary.from_dict(doc)
+    meta = {**student.meta, "accuracy": after, "compress": out_summary.brief()}
+    with staged_dir(req.out) as stage:
+        save_model(stage / "model.pt", student.model, student.spec, plain(meta), plan=student.plan)
+        out_summary.write(stage / CompressSummary.FILE)
+    return Compressed(out_summary, student.model, Path(req.out))
+
+
+def torch_zeros(shape: tuple[int, ...]) -> torch.Tensor:
+    import torch
+
+    return torch.zeros((1, *tuple(shape)[1:]))
+
+
 # --------------------------------------------------------------------------------------------------- export
 
 
@@ -266,7 +336,7 @@ def codegen_to_dir(src: str | Path | bytes, out: str | Path, progress: Progress 
 
 @dataclass
 class TrainRequest:
-    model: str  # zoo name
+    model: str | None  # zoo name (or None with factory)
     out: Path  # checkpoint to write
     epochs: int = 8
     lr: float = 2e-3
@@ -274,6 +344,10 @@ class TrainRequest:
     weight_decay: float = 1e-4
     augment: bool = False
     seed: int = 0
+    factory: str | None = None  # the user's model: module:callable (with input_shape and data)
+    input_shape: str | None = None
+    data: str | None = None  # .npz with x and labels y (default: the digits, zoo models only)
+    eval_data: str | None = None
 
 
 @dataclass
@@ -293,15 +367,43 @@ def train(req: TrainRequest, on_epoch: Callable[[int, float], None] | None = Non
 
     if req.epochs < 1:
         raise EdgefoldError("--epochs must be at least 1")
-    spec = ModelSpec(name=req.model, input_shape=zoo.input_shape(req.model))
-    model = zoo.build(req.model)
+    if (req.model is None) == (req.factory is None):
+        raise EdgefoldError("pass --model NAME (zoo) or --factory module:callable, one of them")
+    train_set = test_set = None
+    if req.factory is not None:
+        from edgefold.compiler.checkpoint import resolve
+        from edgefold.compiler.data import Split
+        from edgefold.compiler.userdata import load_arrays, num_outputs
+
+        loaded = resolve(None, req.factory, None, req.input_shape)
+        spec, model = loaded.spec, loaded.model
+        shape = tuple(spec.input_shape)
+        classes = num_outputs(model, shape)
+        if classes is None:
+            raise EdgefoldError("edgefold train fits classifiers: the model's output must be N x classes")
+        if req.data is None:
+            raise EdgefoldError("training a user model needs its data: --data train.npz (x and labels y)")
+        tr = load_arrays(req.data, shape, need_labels=True, num_classes=classes, min_samples=2)
+        train_set = Split(tr.x, tr.y)
+        if req.eval_data:
+            te = load_arrays(req.eval_data, shape, what="--eval-data", need_labels=True, num_classes=classes)
+            test_set = Split(te.x, te.y)
+        spec.num_classes = classes
+    else:
+        if req.data not in (None, "digits"):
+            raise EdgefoldError("zoo models train on the built-in digits; a --data file goes with --factory")
+        spec = ModelSpec(name=req.model, input_shape=zoo.input_shape(req.model))
+        model = zoo.build(req.model)
+        classes = 10
     ensure_dir(Path(req.out).resolve().parent)
     cfg = TrainConfig(req.epochs, req.lr, req.optimizer, req.weight_decay, req.augment, seed=req.seed)
     t0 = time.perf_counter()
-    acc = run_training(model, spec.input_shape, cfg, on_epoch=on_epoch)
+    acc = run_training(model, spec.input_shape, cfg, on_epoch=on_epoch, train_set=train_set, test_set=test_set)
     secs = time.perf_counter() - t0
-    meta: dict[str, Any] = {"model": req.model, "input_shape": list(spec.input_shape), "classes": 10,
-                            "accuracy": acc, "train": vars(cfg), "train_seconds": secs}
+    meta: dict[str, Any] = {"model": spec.label, "input_shape": list(spec.input_shape), "classes": classes,
+                            "accuracy": acc, "train": vars(cfg), "train_seconds": secs,
+                            "accuracy_data": "digits test" if train_set is None else
+                            (req.eval_data or f"{req.data} (training data)")}
     save_model(req.out, model, spec, meta)
     return Trained(Path(req.out), acc, secs)
 

@@ -13,7 +13,7 @@ from typing import NoReturn
 from edgefold.core.errors import EdgefoldError
 
 # Order is the order shown in --help.
-COMMANDS = ["zoo", "train", "compress", "export", "codegen", "targets", "deploy", "bench", "hil", "report"]
+COMMANDS = ["zoo", "train", "compress", "finetune", "export", "codegen", "targets", "deploy", "bench", "hil", "report"]
 
 
 class _Parser(argparse.ArgumentParser):
