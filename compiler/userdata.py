@@ -154,9 +154,9 @@ def resolve_data(data: str | None, eval_data: str | None, input_shape: tuple[int
             raise EdgefoldError("--eval-data: the model's output is not a class-score vector (N x C), so there is "
                                 "no accuracy to measure")
         ev = load_arrays(eval_data, input_shape, what="--eval-data", need_labels=True, num_classes=outputs)
-    elif use_digits and outputs == DIGITS_CLASSES:
+    elif (use_digits or zoo_model) and outputs == DIGITS_CLASSES:  # zoo models are digit classifiers
         ev = digits(input_shape, "test")
-    elif use_digits:
+    elif use_digits or zoo_model:
         notes.append(f"accuracy not scored: the model has {outputs or 'no class'} outputs, the digits have "
                      f"{DIGITS_CLASSES} classes")
     else:

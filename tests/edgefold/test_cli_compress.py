@@ -76,7 +76,7 @@ def test_factory_model_without_digits_output(cli, tmp_path, monkeypatch):
     assert lm.spec.factory == "efnet_user:build" and lm.model[0].out_channels == 4
     # REPAIR needs data, and digits don't apply to this model: clear error, nothing written
     rc, _, err = cli(*base, "--repair", "repair", "--out", tmp_path / "p")
-    assert rc != 0 and "--calib" in err and not (tmp_path / "p").exists()
+    assert rc != 0 and "--data" in err and not (tmp_path / "p").exists()
 
 
 def test_help_explains_every_option(cli):
