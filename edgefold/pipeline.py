@@ -184,13 +184,12 @@ def deploy(cfg: DeployConfig, progress: Progress | None = None, on_epoch=None, r
 
     result = assemble_result(cfg, target, build, measured, bi, comp.summary.brief())
     fit_info = comp.summary.extra.get("fit")
-    limit = cfg.fit.max_instructions
-    if fit_info and retry and limit and result.instructions and result.instructions > limit:
+    over = _over_instruction_budget(cfg, result, fit_info)
+    if fit_info and retry and over:
         from dataclasses import replace
 
         scale = cfg.fit.instruction_scale * result.instructions / fit_info["predicted"]["instructions"] * 1.01
-        _stage(progress, f"measured {result.instructions:,.0f} instructions > {limit:,.0f}: fitting again with the "
-                         f"instruction model scaled by {scale:.3f}")
+        _stage(progress, f"{over}: fitting again with the instruction model scaled by {scale:.3f}")
         return deploy(replace(cfg, fit=replace(cfg.fit, instruction_scale=scale)), progress, on_epoch, retry=False)
     if fit_info:
         pred = fit_info["predicted"]
@@ -209,6 +208,18 @@ def deploy(cfg: DeployConfig, progress: Progress | None = None, on_epoch=None, r
     result.wall_seconds = round(time.perf_counter() - t_start, 3)
     result.write(out / DeployResult.FILE)
     return result
+
+
+def _over_instruction_budget(cfg: DeployConfig, result: DeployResult, fit_info: dict[str, Any] | None) -> str | None:
+    """Why the measured model misses an instruction or latency limit it was fitted to (None: it meets them)."""
+    if not fit_info or not result.instructions:
+        return None
+    if cfg.fit.max_instructions and result.instructions > cfg.fit.max_instructions:
+        return f"measured {result.instructions:,.0f} instructions > {cfg.fit.max_instructions:,.0f}"
+    lat = result.latency.get("value")
+    if cfg.fit.max_latency and lat is not None and lat > cfg.fit.max_latency:
+        return f"estimated latency {lat:.1f} ms > {cfg.fit.max_latency:g} ms"
+    return None
 
 
 def early_fit_check(spec: DeviceSpec, comp: CompressSummary, ratio: float) -> None:
