@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 EpochHook = Callable[[int, int, dict[str, Any]], None]
 SYNTHETIC_SAMPLES = 256  # deep-inversion inputs for data-free recovery
+AUGMENT_MAX_TEACHER_MACS = 100_000_000  # above: no shifted batches, so the teacher's logits are computed once
 FLASH_RAM_MARGIN = 0.99  # fit 1 % under a target's Flash/RAM: the linker has the last word
 
 
@@ -237,8 +238,11 @@ def shrink(loaded: LoadedModel, req: ShrinkRequest, plan: DataPlan, target: Any 
         say(f"recover: distilling from the uncompressed model on {label}")
         labels = plan.inputs.y if plan.inputs is not None and inputs is plan.inputs.x else None
         ev = plan.eval
+        # shifted batches need the teacher once per batch: worth it for small teachers (resnet8: 12.5 M MACs), not
+        # for resnet18 (557 M MACs), whose logits are then computed once for the whole set
         cfg = RecoverConfig(epochs=req.recover.epochs, time_budget_s=req.recover.time_s,
-                            feature_weight=req.recover.feature_weight, seed=req.seed)
+                            feature_weight=req.recover.feature_weight, seed=req.seed,
+                            augment=report.macs_before <= AUGMENT_MAX_TEACHER_MACS)
         r = recover(compressed, model, inputs, cfg, labels=labels, eval_x=ev.x if ev is not None else None,
                     eval_y=ev.y if ev is not None else None,
                     groups=report.groups, on_epoch=on_epoch)
