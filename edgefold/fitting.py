@@ -202,10 +202,16 @@ def shrink(loaded: LoadedModel, req: ShrinkRequest, plan: DataPlan, target: Any 
         if plan.notes and plan.notes[0].startswith("data-free"):
             from edgefold.compiler.recover import synthetic_inputs
 
+            from edgefold.compiler.compress import count_macs_params
+
             t = time.perf_counter()
-            say(f"data-free: synthesising {SYNTHETIC_SAMPLES} inputs by deep inversion of the uncompressed model")
-            inputs = synthetic_inputs(model, example, SYNTHETIC_SAMPLES, seed=req.seed)
-            label = f"deep inversion of the uncompressed model ({SYNTHETIC_SAMPLES} samples)"
+            # every inversion step is a forward + backward pass of the uncompressed model: fewer, shorter batches
+            # for big teachers (resnet18: 557 M MACs) keep it within minutes on two cores
+            big = count_macs_params(model, example)[0] > AUGMENT_MAX_TEACHER_MACS
+            n, steps = (96, 60) if big else (SYNTHETIC_SAMPLES, 100)
+            say(f"data-free: synthesising {n} inputs by deep inversion of the uncompressed model ({steps} steps)")
+            inputs = synthetic_inputs(model, example, n, steps=steps, batch=48 if big else 64, seed=req.seed)
+            label = f"deep inversion of the uncompressed model ({n} samples, {steps} steps)"
             seconds["synthesise"] = round(time.perf_counter() - t, 3)
         else:
             plan.require_inputs("--fit, --recover and --repair repair")
