@@ -21,9 +21,10 @@ import os
 import time
 from pathlib import Path
 
+from rich.console import Console
+
 from edgefold.api import DeployConfig, deploy
 from edgefold.fitting import DataRequest, FitRequest, RecoverRequest
-from rich.console import Console
 
 console = Console()
 RESULTS = Path(__file__).resolve().parent / "results"

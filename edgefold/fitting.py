@@ -200,9 +200,8 @@ def shrink(loaded: LoadedModel, req: ShrinkRequest, plan: DataPlan, target: Any 
     inputs, label = (plan.inputs.x, plan.inputs.source) if plan.inputs is not None else (None, None)
     if inputs is None and (fit_plan is not None or req.recover.enabled or req.repair in ("repair",)):
         if plan.notes and plan.notes[0].startswith("data-free"):
-            from edgefold.compiler.recover import synthetic_inputs
-
             from edgefold.compiler.compress import count_macs_params
+            from edgefold.compiler.recover import synthetic_inputs
 
             t = time.perf_counter()
             # every inversion step is a forward + backward pass of the uncompressed model: fewer, shorter batches
