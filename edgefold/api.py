@@ -263,6 +263,7 @@ class ExportRequest:
     calib: str | None = None  # .npz of float N x C x H x W inputs (default: 128 built-in digits images)
     target_backend: str = "tflm"  # whose op set gates the .tflite
     check: bool = True  # fidelity check and TFLM arena
+    data: DataRequest = field(default_factory=DataRequest)  # --data (calibration) / --eval-data (fidelity)
 
     def load(self) -> LoadedModel:
         from edgefold.compiler.checkpoint import ModelSpec, check_input_shape, load_model, parse_input_shape
@@ -290,23 +291,49 @@ class ExportRequest:
 
 def export_to_dir(req: ExportRequest, progress: Progress | None = None) -> ExportSummary:
     """`edgefold export`: the requested formats, checked, in req.out with check.json (all files or none)."""
+    from edgefold.compiler import data as digits
     from edgefold.compiler.export import parse_formats
+    from edgefold.fitting import data_plan
 
     formats = parse_formats(req.formats)  # an unknown format fails before any work
     loaded = req.load()
-    return export_model(loaded.model, tuple(loaded.spec.input_shape), req.out, formats, req.calib,
-                        req.target_backend, req.check, loaded.spec.label, progress=progress)
+    shape = tuple(loaded.spec.input_shape)
+    dreq = DataRequest(req.data.data or req.calib, req.data.eval_data, req.data.data_free)
+    plan = data_plan(loaded, dreq)  # the data rule: checked before any work
+    calib: torch.Tensor
+    if plan.inputs is None:
+        if dreq.data_free:
+            from edgefold.compiler.recover import synthetic_inputs
+
+            calib = synthetic_inputs(loaded.model, torch_zeros(shape), 64)
+        elif any(f.endswith("int8") for f in formats):
+            calib = plan.require_inputs("int8 calibration").x
+        else:
+            import torch
+
+            calib = torch.zeros((2, *shape[1:]))  # float formats calibrate nothing
+    elif plan.inputs.builtin:
+        calib = digits.calibration_batch(shape, CALIB_SAMPLES)  # the fixed 128-image sample
+    else:
+        calib = plan.inputs.x[:CALIB_SAMPLES]
+    ev = plan.eval
+    eval_x = ev.x if ev is not None else calib[:256]
+    return export_model(loaded.model, shape, req.out, formats, calib, req.target_backend, req.check,
+                        loaded.spec.label, progress=progress, eval_x=eval_x, eval_y=ev.y if ev is not None else None)
 
 
 def export_model(model: nn.Module, input_shape: tuple[int, ...], out: str | Path, formats: str | list[str],
                  calib: torch.Tensor | str | None = None, target_backend: str = "tflm", check: bool = True,
                  label: str = "model", onnx_opset: int | None = None,
-                 progress: Progress | None = None) -> ExportSummary:
-    """Export an in-memory model into `out` (see edgefold.compiler.export.export_all); returns check.json's record."""
+                 progress: Progress | None = None, eval_x: torch.Tensor | None = None,
+                 eval_y: torch.Tensor | None = None) -> ExportSummary:
+    """Export an in-memory model into `out` (see edgefold.compiler.export.export_all); returns check.json's record.
+    eval_x / eval_y: what the fidelity check scores (default: the digits test split)."""
     from edgefold.compiler.export import export_all
 
     report = export_all(model, input_shape, out, formats, calib, target_backend, check=check, label=label,
-                        onnx_opset=onnx_opset, on_stage=lambda s: _say(progress, f"{label}: {s}"))
+                        onnx_opset=onnx_opset, on_stage=lambda s: _say(progress, f"{label}: {s}"), eval_x=eval_x,
+                        eval_y=eval_y)
     return report.summary()
 
 
