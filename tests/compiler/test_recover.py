@@ -71,9 +71,9 @@ def test_data_free_recovery_on_deep_inversion_samples(tiny_trained):
     test = data.load(SHAPE, "test")
     student, rep = _compressed(tiny_trained)
     before = data.accuracy(student, test)
-    syn = synthetic_inputs(tiny_trained, torch.zeros(SHAPE), n=96, steps=60, batch=48, seed=0)
+    syn = synthetic_inputs(tiny_trained, torch.zeros(SHAPE), n=64, steps=40, batch=32, seed=0)
     assert syn.shape == (64, 1, 8, 8)
-    assert torch.equal(syn, synthetic_inputs(tiny_trained, torch.zeros(SHAPE), n=96, steps=60, batch=48, seed=0))
+    assert torch.equal(syn, synthetic_inputs(tiny_trained, torch.zeros(SHAPE), n=64, steps=40, batch=32, seed=0))
     recover(student, trained, syn, RecoverConfig(epochs=4, seed=0))
     assert data.accuracy(student, test) >= before  # never worse on held-out synthetic agreement, usually better
 
