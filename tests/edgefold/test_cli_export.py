@@ -99,6 +99,9 @@ def test_factory_tflite_only_edgefold_backend(cli, nets, tmp_path):
     out = tmp_path / "o"
     rc, _, err = cli("export", "--factory", f"{nets}:tiny", "--input-shape", "1,1,8,8", "--format", "tflite-int8",
                      "--target-backend", "edgefold", "--no-check", "--out", out)
+    assert rc != 0 and "needs input data" in err and _one_line(err)  # never calibrated on the digits unasked
+    rc, _, err = cli("export", "--factory", f"{nets}:tiny", "--input-shape", "1,1,8,8", "--format", "tflite-int8",
+                     "--target-backend", "edgefold", "--no-check", "--data", "digits", "--out", out)
     assert rc == 0, err
     check = json.loads((out / "check.json").read_text())
     assert check["coverage"]["backend"] == "edgefold" and check["coverage"]["status"] in ("covered", "unknown")
@@ -111,12 +114,15 @@ def test_unknown_format(cli, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("bad,pattern", [("shape", "shape"), ("dtype", "float32")])
+@pytest.mark.parametrize("bad,pattern", [("shape", "shape"), ("dtype", "floating point"), ("key", "no array 'x'")])
 def test_bad_calibration(cli, nets, tmp_path, bad, pattern):
     import numpy as np
 
     arr = np.zeros((4, 8, 8, 1), np.float32) if bad == "shape" else np.zeros((4, 1, 8, 8), np.int32)
-    np.savez(tmp_path / "c.npz", calib=arr)
+    if bad == "key":
+        np.savez(tmp_path / "c.npz", calib=np.zeros((4, 1, 8, 8), np.float32))
+    else:
+        np.savez(tmp_path / "c.npz", x=arr)
     out = tmp_path / "o"
     rc, _, err = cli("export", "--factory", f"{nets}:tiny", "--input-shape", "1,1,8,8", "--calib", tmp_path / "c.npz",
                      "--out", out)
@@ -127,7 +133,8 @@ def test_bad_calibration(cli, nets, tmp_path, bad, pattern):
 def test_unwritable_output(cli, nets, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    rc, _, err = cli("export", "--factory", f"{nets}:tiny", "--input-shape", "1,1,8,8", "--out", blocker / "sub")
+    rc, _, err = cli("export", "--factory", f"{nets}:tiny", "--input-shape", "1,1,8,8", "--data", "digits",
+                     "--out", blocker / "sub")
     assert rc == 2 and "cannot create output folder" in err and _one_line(err)
 
 
@@ -136,7 +143,8 @@ def test_failure_half_way_leaves_earlier_artifacts(cli, nets, tmp_path):
     out.mkdir()
     (out / "model.onnx").write_bytes(b"OLD ONNX")
     (out / "check.json").write_text('{"old": true}')
-    rc, _, err = cli("export", "--factory", f"{nets}:sin_tiny", "--input-shape", "1,1,8,8", "--out", out)
+    rc, _, err = cli("export", "--factory", f"{nets}:sin_tiny", "--input-shape", "1,1,8,8", "--data", "digits",
+                     "--out", out)
     assert rc == 2 and "SIN" in err and _one_line(err)
     assert sorted(p.name for p in out.iterdir()) == ["check.json", "model.onnx"]  # no stage folder, no new file
     assert (out / "model.onnx").read_bytes() == b"OLD ONNX" and json.loads((out / "check.json").read_text()) == {
