@@ -30,7 +30,7 @@ demo: venv debian
 	# resnet8 runs ~510 ms per inference on the Nano 33 BLE (estimated from the twin's instruction count): fit it to
 	# 250 ms (per-group ratios by measured sensitivity), recover by distillation, deploy to the twin, before/after.
 	$(BIN)/edgefold deploy --target nano33ble-qemu --model resnet8 --weights $(RUNS)/resnet8.pt \
-		--fit --max-latency 250 --repair repair --recover --recover-time 120 --out $(RUNS)/demo
+		--fit --max-latency 250 --repair repair --recover --recover-time 150 --out $(RUNS)/demo
 
 # EDGEFOLD_FULL_BITEXACT=1: the runtime is checked bit-exact against TFLM on every zoo model, plain and folded.
 # The suite includes tests/test_wheel.py (the built wheel, installed outside the checkout, deploys to the twin).

@@ -170,8 +170,8 @@ def _recover(student: nn.Module, teacher: nn.Module, inputs: torch.Tensor, confi
         raise EdgefoldError("the compressed model has no trainable parameters")
     opt = torch.optim.AdamW(params, cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(x_tr) / cfg.batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
-                                                pct_start=0.15)
+    planned = cfg.epochs * steps_per_epoch  # re-planned after every epoch when a time budget will stop training
+    step = 0
     taps = FeatureTaps(teacher, student, groups) if cfg.feature_weight > 0 and groups else None
     stopped = "epochs"
     try:
@@ -195,10 +195,12 @@ def _recover(student: nn.Module, teacher: nn.Module, inputs: torch.Tensor, confi
                 loss = kd_loss(student(xb), tb, cfg.temperature)
                 if taps is not None:
                     loss = loss + cfg.feature_weight * taps.loss()
+                for grp in opt.param_groups:
+                    grp["lr"] = _lr(cfg.lr, step, planned)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                sched.step()
+                step += 1
                 total += float(loss.detach()) * len(idx)
                 seen += len(idx)
             row = score(epoch, total / max(1, seen))
@@ -207,9 +209,14 @@ def _recover(student: nn.Module, teacher: nn.Module, inputs: torch.Tensor, confi
                 best_state, best_epoch = copy.deepcopy(student.state_dict()), epoch
             if on_epoch is not None:
                 on_epoch(epoch, cfg.epochs, row)
-            if cfg.time_budget_s is not None and time.perf_counter() - t0 >= cfg.time_budget_s and epoch < cfg.epochs:
-                stopped = "time budget"
-                break
+            if cfg.time_budget_s is not None:
+                spent = time.perf_counter() - t0
+                if spent >= cfg.time_budget_s and epoch < cfg.epochs:
+                    stopped = "time budget"
+                    break
+                # the epochs the budget will allow, so the learning rate decays to its end in time
+                fit_in = int(cfg.time_budget_s / (spent / epoch))
+                planned = max(epoch + 1, min(cfg.epochs, fit_in)) * steps_per_epoch
     finally:
         if taps is not None:
             taps.remove()
@@ -217,6 +224,15 @@ def _recover(student: nn.Module, teacher: nn.Module, inputs: torch.Tensor, confi
     student.eval()
     return RecoverReport(len(history) - 1, best_epoch, selected_by, stopped, round(time.perf_counter() - t0, 3),
                          len(x_tr), len(x_ho), history)
+
+
+def _lr(peak: float, step: int, total: int, warmup: float = 0.15) -> float:
+    """One cycle: linear warm-up from peak/25 over the first 15 % of the steps, then cosine decay towards 0."""
+    w = max(1, int(total * warmup))
+    if step < w:
+        return peak / 25 + (peak - peak / 25) * step / w
+    t = min(1.0, (step - w) / max(1, total - w))
+    return peak * 0.5 * (1 + math.cos(math.pi * t)) + peak * 1e-4
 
 
 def synthetic_inputs(teacher: nn.Module, example: torch.Tensor, n: int = 256, steps: int = 100, batch: int = 64,
