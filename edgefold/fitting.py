@@ -187,9 +187,9 @@ def shrink(loaded: LoadedModel, req: ShrinkRequest, plan: DataPlan, target: Any 
     ratios = load_ratios(req.fit.ratios_file) if req.fit.ratios_file else {}
     fit_plan = None
     if req.fit.enabled:  # feasibility first: an impossible budget fails before any data is synthesised
-        from edgefold.compiler.fit import plan_fit
-
         from dataclasses import replace
+
+        from edgefold.compiler.fit import plan_fit
 
         budget, costs = req.fit.budget(), None
         budget = replace(budget, instructions=budget.instructions * INSTRUCTION_MARGIN if budget.instructions else None,
