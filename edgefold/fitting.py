@@ -115,8 +115,9 @@ class Shrunk:
     model: torch.nn.Module
     report: Any  # compiler.compress.CompressReport
     ratios: dict[str, float]
-    inputs: torch.Tensor | None  # what calibrates int8 export downstream (user data, digits, or synthetic)
+    inputs: torch.Tensor | None  # fitting / recovery inputs (user data, digits, or synthetic)
     inputs_label: str | None
+    calib: torch.Tensor | None  # the 128 samples REPAIR re-estimated on; int8 export calibrates on them too
     eval: Dataset | None
     accuracy_before: float | None
     accuracy_after_compress: float | None
@@ -235,8 +236,15 @@ def shrink(loaded: LoadedModel, req: ShrinkRequest, plan: DataPlan, target: Any 
     repair = req.repair
     say(f"compress: {req.method}" + (f", {len(ratios)} per-group ratios" if ratios else f", ratio {base_ratio}")
         + f", repair {repair}")
-    calib = inputs[:128] if (repair == "repair" and inputs is not None) else None
-    compressed, report = compress(model, example, req.method, base_ratio, repair, calib_data=calib, seed=req.seed,
+    calib = None
+    if plan.inputs is not None and plan.inputs.builtin:
+        from edgefold.compiler import data
+
+        calib = data.calibration_batch(shape, 128, seed=req.seed)  # the fixed digits sample every command uses
+    elif inputs is not None:
+        calib = inputs[:128].contiguous()
+    compressed, report = compress(model, example, req.method, base_ratio, repair,
+                                  calib_data=calib if repair == "repair" else None, seed=req.seed,
                                   ratios=ratios or None)
     seconds["compress"] = round(time.perf_counter() - t, 3)
     acc_compress = _accuracy(compressed, plan.eval)
@@ -259,5 +267,5 @@ def shrink(loaded: LoadedModel, req: ShrinkRequest, plan: DataPlan, target: Any 
         rec = {**r.to_dict(), "inputs": label}
         seconds["recover"] = round(time.perf_counter() - t, 3)
     acc_after = _accuracy(compressed, plan.eval)
-    return Shrunk(compressed.eval(), report, ratios, inputs, label, plan.eval, acc_before, acc_compress, acc_after,
-                  fit_res, rec, list(plan.notes), seconds)
+    return Shrunk(compressed.eval(), report, ratios, inputs, label, calib, plan.eval, acc_before, acc_compress,
+                  acc_after, fit_res, rec, list(plan.notes), seconds)

@@ -159,7 +159,7 @@ def deploy(cfg: DeployConfig, progress: Progress | None = None, on_epoch=None, r
 
     timed("export", "export")
     sh = comp.shrunk
-    calib = sh.inputs[:128].contiguous() if sh is not None and sh.inputs is not None else None
+    calib = sh.calib if sh is not None else None
     ev = plan.eval
     bi = prepare_build_input(comp.model, shape, target.spec.kind, cfg.backend, out / "build-input", calib,
                              loaded.spec.label, cfg.ratio, progress, ev.x if ev is not None else None,
