@@ -61,7 +61,8 @@ def main() -> int:
                 generate(blob, bi / "codegen")
                 b = target.build(bi, bi / "build", "edgefold", runs=1, warmup=0)
                 n = target.run_benchmark(b, target.flash(b), 300).median
-                t.add_row(name, f"{r:g}", f"{pred.flash:,}", f"{b.flash:,}", f"{(pred.flash / b.flash - 1) * 100:+.2f}%",
+                t.add_row(name, f"{r:g}", f"{pred.flash:,}", f"{b.flash:,}",
+                          f"{(pred.flash / b.flash - 1) * 100:+.2f}%",
                           f"{pred.static_ram:,}", f"{b.static_ram:,}",
                           f"{(pred.static_ram / b.static_ram - 1) * 100:+.2f}%", f"{pred.instructions:,.0f}",
                           f"{n:,.0f}", f"{(pred.instructions / n - 1) * 100:+.1f}%")
