@@ -13,7 +13,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from edgefold.pipeline import DeployConfig, deploy
+from edgefold.api import DeployConfig, deploy
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
     rows = []
     for r in [float(x) for x in a.ratios.split(",")]:
         res = deploy(DeployConfig(target="nano33ble-qemu", model=a.model, method=a.method, ratio=r, repair="ar",
-                                  runs=3, warmup=1, out=root / f"{a.model}-r{r:g}"))
+                                  runs=3, warmup=1, out=root / f"{a.model}-r{r:g}")).to_dict()
         rows.append((r, res))
     print(f"{a.model} on nano33ble-qemu ({a.method}, repair ar): instructions per inference (QEMU -icount, "
           "resolution 40), static sizes from arm-none-eabi-size, latency = estimate at CPI 1.25 / 64 MHz")

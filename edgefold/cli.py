@@ -1,5 +1,6 @@
-"""`edgefold` command line. Each sub-command lives in edgefold/commands/<name>.py as a thin shell over a
-library function; this file only wires them up and turns user errors into one line and an exit code."""
+"""`edgefold` command line. Each sub-command lives in edgefold/commands/<name>.py as a thin shell over
+edgefold.api (arguments -> request -> API call -> rendered result); this file only wires them up and turns user
+errors into one line and an exit code."""
 
 from __future__ import annotations
 
@@ -26,13 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"edgefold.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"edgefold.commands.{name}":
-                continue  # command not built yet
-            raise
-        mod.register(sub)
+        importlib.import_module(f"edgefold.commands.{name}").register(sub)
     return p
 
 

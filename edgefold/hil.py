@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from edgefold.core.artifacts import DeployResult
 from edgefold.core.errors import EdgefoldError
 from edgefold.core.fsutil import ensure_dir, write_json, write_text
 from edgefold.core.vocab import FAULTS, METHODS, REPAIRS
@@ -43,7 +44,6 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser from PyPI
     import tomli as tomllib
 
-RESULT_SCHEMA = "edgefold-result/1"
 CELL_SCHEMA = "edgefold-hil-cell/1"
 STATE_SCHEMA = "edgefold-hil-state/1"
 HIL_SCHEMA = "edgefold-hil/1"
@@ -445,13 +445,12 @@ def resolve_lane(dev: DeviceConfig, ports: list[SerialPort] | None = None) -> La
 
 
 def validate_result(res: Any) -> str | None:
-    """None if `res` looks like an edgefold-result/1 document, else what is wrong with it."""
-    if not isinstance(res, dict):
-        return "result.json is not a JSON object"
-    if res.get("schema") != RESULT_SCHEMA:
-        return f"result.json schema is {res.get('schema')!r}, expected {RESULT_SCHEMA!r}"
-    lat = res.get("latency")
-    if not isinstance(lat, dict) or not isinstance(lat.get("value"), int | float) or "unit" not in lat:
+    """None if `res` is an edgefold-result/1 document with a latency, else what is wrong with it."""
+    try:
+        result = DeployResult.from_dict(res, "result.json")
+    except EdgefoldError as e:
+        return str(e)
+    if result.latency_value is None or "unit" not in result.latency:
         return "result.json has no latency value"
     return None
 
