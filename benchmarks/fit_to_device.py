@@ -35,6 +35,7 @@ def main() -> int:
     ap.add_argument("--case", required=True, choices=["resnet18", "resnet18-data-free", "resnet8-half"])
     ap.add_argument("--weights", required=True)
     ap.add_argument("--recover-time", type=float, default=420.0)
+    ap.add_argument("--recover-epochs", type=int, default=12)
     ap.add_argument("--out", default="/tmp/edgefold-fit-bench")
     args = ap.parse_args()
     model = "resnet8" if args.case.startswith("resnet8") else "resnet18"
@@ -52,7 +53,7 @@ def main() -> int:
     r = deploy(DeployConfig(target="nano33ble-qemu", out=Path(args.out) / args.case, model=model,
                             weights=args.weights, method="fold", ratio=0.0, repair="repair", runs=1, warmup=0,
                             data=DataRequest(data_free=data_free), fit=fit,
-                            recover=RecoverRequest(True, args.recover_time, 12)),
+                            recover=RecoverRequest(True, args.recover_time, args.recover_epochs)),
                progress=lambda s: console.log(s))
     wall = time.perf_counter() - t1
     comp = r.compress
@@ -64,7 +65,9 @@ def main() -> int:
            "ratios": comp.get("ratios"), "stage_seconds": comp.get("stage_seconds"), "deploy_seconds": r.seconds,
            "wall_s": round(wall, 1), "total_s": round(time.perf_counter() - t0, 1), "load_start": round(load0, 1),
            "load_end": round(os.getloadavg()[0], 1), "cores": os.cpu_count(), "data": comp.get("data"),
-           "crc_match": r.output_crc_match, "date": time.strftime("%Y-%m-%d %H:%M")}
+           "crc_match": r.output_crc_match, "date": time.strftime("%Y-%m-%d %H:%M"),
+           "recover": {k: v for k, v in (comp.get("recover") or {}).items() if k != "history"},
+           "recover_curve": [(h["epoch"], h.get("eval_accuracy")) for h in (comp.get("recover") or {}).get("history", [])]}
     console.print_json(json.dumps(row))
     RESULTS.mkdir(exist_ok=True)
     with open(RESULTS / "fit_to_device.jsonl", "a") as f:
