@@ -67,7 +67,8 @@ def main() -> int:
            "load_end": round(os.getloadavg()[0], 1), "cores": os.cpu_count(), "data": comp.get("data"),
            "crc_match": r.output_crc_match, "date": time.strftime("%Y-%m-%d %H:%M"),
            "recover": {k: v for k, v in (comp.get("recover") or {}).items() if k != "history"},
-           "recover_curve": [(h["epoch"], h.get("eval_accuracy")) for h in (comp.get("recover") or {}).get("history", [])]}
+           "recover_curve": [(h["epoch"], h.get("eval_accuracy"))
+                             for h in (comp.get("recover") or {}).get("history", [])]}
     console.print_json(json.dumps(row))
     RESULTS.mkdir(exist_ok=True)
     with open(RESULTS / "fit_to_device.jsonl", "a") as f:
