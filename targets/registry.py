@@ -17,7 +17,7 @@ TARGETS: dict[str, str] = {
     # microcontrollers: the two USB boards and the Nano's QEMU twin
     "nano33ble": "edgefold.targets.nano33ble:Nano33BleTarget",
     "esp-eye": "edgefold.targets.esp_eye:EspEyeTarget",
-    "nano33ble-qemu": "edgefold.targets.qemu:NanoQemuTarget",
+    "nano33ble-qemu": "edgefold.targets.qemu.nano33ble:NanoQemuTarget",
     # Linux boards over SSH: the Jetson Nano and its loopback-sshd twin
     "jetson-nano": "edgefold.targets.jetson:JetsonNanoTarget",
     "jetson-local": "edgefold.targets.jetson:JetsonLocalTarget",
