@@ -71,10 +71,10 @@ def load_done(out_dir: Path, cell: Cell, retry_errors: bool) -> dict[str, Any] |
 class StateFile:
     """DIR/state.json: which cells are pending/running/done; rewritten atomically on every change."""
 
-    def __init__(self, path: Path, run_id: str, matrix: Path, cells: list[Cell]):
+    def __init__(self, path: Path, run_id: str, matrix: Path, cells: list[Cell]) -> None:
         self.path, self.lock = path, threading.Lock()
-        self.doc = {"schema": STATE_SCHEMA, "run_id": run_id, "matrix": str(matrix), "started": time.time(),
-                    "cells": {c.id: PENDING for c in cells}, "finished": None}
+        self.doc: dict[str, Any] = {"schema": STATE_SCHEMA, "run_id": run_id, "matrix": str(matrix),
+                                    "started": time.time(), "cells": {c.id: PENDING for c in cells}, "finished": None}
         self.flush()
 
     def set(self, cell_id: str, status: str) -> None:

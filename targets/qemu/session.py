@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edgefold.targets.qemu import faults
 from edgefold.targets.qemu.toolchain import QEMU, require
@@ -93,7 +94,7 @@ class QemuSession:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _popen(self, cmd: list[str], **kw) -> subprocess.Popen:
+    def _popen(self, cmd: list[str], **kw: Any) -> subprocess.Popen:
         return subprocess.Popen(cmd, start_new_session=True, **kw)
 
     def _start(self) -> SerialLink:
@@ -118,6 +119,7 @@ class QemuSession:
         if self.serial == "pty":
             self.proc = self._popen(qemu_command(self.elf, "pty", monitor="stdio", paused=True),
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            assert self.proc.stdout is not None
             self._monitor = SerialLink.from_fd(self.proc.stdout.fileno(), "qemu-monitor")
             path = self._wait_pty_path()
             link = SerialLink.open_pty(path)
