@@ -244,7 +244,10 @@ class QemuSession:
     serial: "tcp" (default; QEMU connects to a socket we listen on, so no output is lost and no port can
     race), "pty" (QEMU starts paused, we open the pty and then let it run), "stdio" (QEMU's stdout pipe).
     fault: None | "kill" | "garble" | "stall" -- injected on the serial path for the HIL tests.
+    Another twin subclasses it and overrides `program` and `command` (targets/esp_eye_qemu.py).
     """
+
+    program = QEMU
 
     def __init__(self, elf: str | os.PathLike, serial: str = "tcp", fault: str | None = None,
                  fault_after_lines: int = 3, start_timeout_s: float = 10.0) -> None:
@@ -270,6 +273,10 @@ class QemuSession:
         self._socks: list[socket.socket] = []
         self._monitor: SerialLink | None = None
 
+    def command(self, serial_arg: str, monitor: str = "none", paused: bool = False) -> list[str]:
+        """The emulator's command line with the guest's serial port on `serial_arg` (a QEMU chardev)."""
+        return qemu_command(self.elf, serial_arg, monitor, paused)
+
     # -- start
     def __enter__(self) -> SerialLink:
         try:
@@ -293,7 +300,7 @@ class QemuSession:
             lsock.bind(("127.0.0.1", 0))
             lsock.listen(1)
             port = lsock.getsockname()[1]
-            self.proc = self._popen(qemu_command(self.elf, f"tcp:127.0.0.1:{port}"),
+            self.proc = self._popen(self.command(f"tcp:127.0.0.1:{port}"),
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             lsock.settimeout(0.2)
             deadline = time.monotonic() + self.start_timeout_s
@@ -306,7 +313,7 @@ class QemuSession:
             self._socks.append(conn)
             return SerialLink.from_socket(conn, f"qemu:{self.elf.name}")
         if self.serial == "pty":
-            self.proc = self._popen(qemu_command(self.elf, "pty", monitor="stdio", paused=True),
+            self.proc = self._popen(self.command("pty", monitor="stdio", paused=True),
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             self._monitor = SerialLink.from_fd(self.proc.stdout.fileno(), "qemu-monitor")
             path = self._wait_pty_path()
@@ -315,7 +322,7 @@ class QemuSession:
             self.proc.stdin.write(b"cont\n")  # only now may the guest run: nothing it prints is lost
             self.proc.stdin.flush()
             return link
-        self.proc = self._popen(qemu_command(self.elf, "stdio"), stdin=subprocess.DEVNULL,
+        self.proc = self._popen(self.command("stdio"), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert self.proc.stdout is not None
         return SerialLink.from_fd(self.proc.stdout.fileno(), f"qemu:{self.elf.name}")
@@ -325,9 +332,9 @@ class QemuSession:
         if self.proc.poll() is not None:
             err = self.proc.stderr.read().decode(errors="replace").strip() if self.proc.stderr else ""
             last = err.splitlines()[-1] if err else f"exit code {self.proc.returncode}"
-            raise DeviceError(f"qemu-system-arm exited at start: {last}")
+            raise DeviceError(f"{self.program} exited at start: {last}")
         if time.monotonic() > deadline:
-            raise DeviceError(f"qemu-system-arm did not start within {self.start_timeout_s:g} s")
+            raise DeviceError(f"{self.program} did not start within {self.start_timeout_s:g} s")
 
     def _wait_pty_path(self) -> str:
         assert self._monitor is not None
@@ -346,7 +353,7 @@ class QemuSession:
             m = re.search(r"char device redirected to (\S+)", line)
             if m:
                 return m.group(1)
-        raise DeviceError(f"qemu-system-arm did not report its pty: {' | '.join(seen[-3:])}")
+        raise DeviceError(f"{self.program} did not report its pty: {' | '.join(seen[-3:])}")
 
     # -- fault injection: a forwarding thread between QEMU's link and the reader
     def _inject(self, raw: SerialLink) -> SerialLink:
@@ -395,7 +402,7 @@ class QemuSession:
             with contextlib.suppress(OSError, ValueError):
                 err = p.stderr.read().decode(errors="replace")
         first = next((ln.strip() for ln in err.splitlines() if ln.strip()), "")
-        return f"qemu-system-arm stopped with exit code {p.returncode}" + (f": {first}" if first else "")
+        return f"{self.program} stopped with exit code {p.returncode}" + (f": {first}" if first else "")
 
     def _kill(self) -> None:
         p = self.proc
@@ -453,14 +460,15 @@ class QemuSession:
                         f.close()
 
 
-def run_elf(elf: str | os.PathLike, timeout_s: float = 30.0, serial: str = "tcp") -> QemuRun:
+def run_elf(elf: str | os.PathLike, timeout_s: float = 30.0, serial: str = "tcp",
+            session_class: type[QemuSession] = QemuSession) -> QemuRun:
     """Run an ELF to completion (the program leaves through SYSRESETREQ) and return what its UART sent.
 
     Raises DeviceError if the program has not finished within timeout_s (QEMU is killed: never hangs).
     """
     t0 = time.monotonic()
     lines: list[str] = []
-    session = QemuSession(elf, serial=serial)
+    session = session_class(elf, serial=serial)
     with session as link:
         deadline = t0 + timeout_s
         while True:
@@ -509,25 +517,34 @@ TWIN_BUDGET = BoardBudget(flash_base=24 * 1024, ram_base=MIN_STACK + 2 * 1024)
 
 
 class NanoQemuTarget(Target):
-    """The Nano 33 BLE's twin: same harness and runtime, real linker limits, instruction counts under QEMU."""
+    """The Nano 33 BLE's twin: same harness and runtime, real linker limits, instruction counts under QEMU.
+
+    Another QEMU twin (targets/esp_eye_qemu.py) subclasses it: spec, budget, session, count resolution, the
+    estimate's basis and `link` are what differs."""
 
     spec = NANO33BLE_QEMU
+    budget = TWIN_BUDGET
+    session_class = QemuSession
+    insns_per_tick = INSNS_PER_TICK
+    estimate_basis = "instructions x CPI / 64 MHz (nRF52840); CPI assumed, not measured"
+    default_cpi = DEFAULT_CPI
+    board_target = "nano33ble"  # the real board, whose PlatformIO project can build the tflm backend
 
     def __init__(self, fault: str | None = None, fault_after_lines: int = 3, serial: str = "tcp", retries: int = 1,
-                 cpi: float = DEFAULT_CPI, idle_timeout_s: float = 60.0, **_: object) -> None:
+                 cpi: float | None = None, idle_timeout_s: float = 60.0, **_: object) -> None:
         if fault is not None:
             check_choice("fault", fault, FAULTS)
         self.fault = fault
         self.fault_after_lines = int(fault_after_lines)
         self.serial = serial
         self.retries = max(0, int(retries))
-        self.cpi = float(cpi)
+        self.cpi = float(self.default_cpi if cpi is None else cpi)
         self.idle_timeout_s = float(idle_timeout_s)
 
     def _check_backend(self, backend: str) -> None:
         if backend != "edgefold":
             raise EdgefoldError(f"{self.spec.name} runs backend edgefold only: the tflm backend needs the TFLM "
-                                "library, which builds only in the PlatformIO project (--target nano33ble)")
+                                f"library, which builds only in the PlatformIO project (--target {self.board_target})")
 
     def fit_check(self, build_input: Path, backend: str, ratio: float | None = None) -> FitReport:
         from edgefold.targets import fit
@@ -536,7 +553,7 @@ class NanoQemuTarget(Target):
         build_input = Path(build_input)
         fp = fit.footprint(build_input, backend)
         r = fit.current_ratio(build_input) if ratio is None else ratio
-        return fit.check(self.spec, TWIN_BUDGET, fp, r)
+        return fit.check(self.spec, self.budget, fp, r)
 
     def build(self, build_input: Path, out_dir: Path, backend: str, runs: int, warmup: int) -> BuildResult:
         from edgefold.targets import fit, mcu
@@ -551,17 +568,18 @@ class NanoQemuTarget(Target):
         fw = mcu.prepare(Path(build_input), out_dir / "gen", backend)
         srcs = harness_sources(backend) + fw.sources
         try:
-            b = build_elf(srcs, out_dir / "firmware.elf", include_dirs=[HARNESS_DIR, *fw.include_dirs],
-                          defines={"EF_RUNS": runs, "EF_WARMUP": warmup})
+            b = self.link(srcs, out_dir / "firmware.elf", [HARNESS_DIR, *fw.include_dirs],
+                          {"EF_RUNS": runs, "EF_WARMUP": warmup})
         except LinkOverflow as e:
             # The real linker limit decided: report it with the same numbers and ratio hint as the estimate.
             fp = fit.footprint(Path(build_input), backend)
-            rep = fit.check(self.spec, TWIN_BUDGET, fp, fit.current_ratio(Path(build_input)))
-            sug = fit.suggest_ratio(fp, TWIN_BUDGET, self.spec, fit.current_ratio(Path(build_input)))
-            hint = f"; try --ratio {sug:.2f}" if sug is not None else ""
+            rep = fit.check(self.spec, self.budget, fp, fit.current_ratio(Path(build_input)))
+            sug = fit.suggest_ratio(fp, self.budget, self.spec, fit.current_ratio(Path(build_input)))
+            now = fit.current_ratio(Path(build_input))
+            hint = f"; try --ratio {sug:.2f}" if sug is not None and sug > now else ""
             rep.fits = False
-            rep.message = f"{e} (linker); {self.spec.name} has {FLASH_BYTES // 1024} KB Flash / " \
-                          f"{RAM_BYTES // 1024} KB RAM{hint}"
+            rep.message = f"{e} (linker); {self.spec.name} has {self.spec.flash_bytes // 1024} KB Flash / " \
+                          f"{self.spec.ram_bytes // 1024} KB RAM{hint}"
             raise DoesNotFit(rep) from None
         meta = {"model_id": fw.header.model_id, "input_crc": fw.input_crc, "backend": backend, "runs": runs,
                 "warmup": warmup, "sizes": {"text": b.sizes.text, "data": b.sizes.data, "bss": b.sizes.bss,
@@ -583,7 +601,7 @@ class NanoQemuTarget(Target):
             attempt += 1
             parser = BenchParser(expect_model=build.extra.get("model_id"), expect_backend=build.extra.get("backend"),
                                  expect_input_crc=build.extra.get("input_crc"))
-            session = QemuSession(build.artifact, serial=self.serial, fault=self.fault,
+            session = self.session_class(build.artifact, serial=self.serial, fault=self.fault,
                                   fault_after_lines=self.fault_after_lines)
             try:
                 with session as link:
@@ -602,9 +620,14 @@ class NanoQemuTarget(Target):
         res.extra.update({
             "attempts": attempt,
             "instructions_per_inference": insns,
-            "instruction_resolution": INSNS_PER_TICK,
-            "latency_estimate": {"value": insns * self.cpi / TWIN_CLOCK_HZ * 1e3, "unit": "ms", "kind": "estimated",
-                                 "cpi": self.cpi, "clock_hz": TWIN_CLOCK_HZ,
-                                 "basis": "instructions x CPI / 64 MHz (nRF52840); CPI assumed, not measured"},
+            "instruction_resolution": self.insns_per_tick,
+            "latency_estimate": {"value": insns * self.cpi / self.spec.clock_hz * 1e3, "unit": "ms",
+                                 "kind": "estimated", "cpi": self.cpi, "clock_hz": self.spec.clock_hz,
+                                 "basis": self.estimate_basis},
         })
         return res
+
+    def link(self, sources: list[Path], out_elf: Path, include_dirs: list[Path],
+             defines: dict[str, str | int | None]) -> ElfBuild:
+        """Compile and link the firmware for this twin; LinkOverflow when it does not fit."""
+        return build_elf(sources, out_elf, include_dirs=include_dirs, defines=defines)
