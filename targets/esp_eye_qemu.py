@@ -3,9 +3,9 @@ memory map and run under `qemu-system-xtensa -M sim -cpu lx106 -semihosting -ico
 report comes over QEMU's semihosting console, read by the same SerialLink and parser as a board's UART.
 
 What it is and is not: lx106 is the ESP8266's Xtensa core (call0 ABI; no windowed registers, no MAC16, no
-zero-overhead loops, no FPU, no 32x32->64 multiply, no divide). The ESP-EYE's ESP32 is a dual-core Xtensa LX6 with all
-of those. So the counts are Xtensa instruction counts of the same ISA family, compiled for a smaller core; the
-latency for the board is an estimate (instructions x CPI / 240 MHz) and labelled so.
+zero-overhead loops, no SEXT or MIN/MAX, no FPU, no 32x32->64 multiply, no divide). The ESP-EYE's ESP32 is a dual-core
+Xtensa LX6 with all of those. So the counts are Xtensa instruction counts of the same ISA family, compiled for a
+smaller core; the latency for the board is an estimate (instructions x CPI / 240 MHz) and labelled so.
 
 Debian's gcc-xtensa-lx106 libgcc lacks the 64-bit multiply and the divide helpers the runtime needs (firmware/boards/
 xtensa_sim/lx106_libgcc.c provides them) and most soft-float routines (float add/sub/mul, int->float, float<->double:
@@ -202,12 +202,14 @@ def run_elf(elf: str | os.PathLike, timeout_s: float = 30.0, serial: str = "tcp"
 # that misses on long weight streams. 1.4 is assumed for int8 kernels; it is labelled an estimate wherever it appears.
 DEFAULT_CPI = 1.4
 
-DEVICE = ("ESP-EYE twin: Xtensa lx106 core under QEMU (call0 ABI; no MAC16, zero-overhead loops, FPU or 32-bit "
-          "divide); the ESP-EYE's ESP32 is an Xtensa LX6 with windowed registers, MAC16, loops and an FPU")
+# The ESP32's core configuration (esp32_v3_49_prod, LX6.0.3) has all of these; the lx106 none.
+DEVICE = ("ESP-EYE twin: Xtensa lx106 core under QEMU (call0 ABI; no MAC16, zero-overhead loops, SEXT, MIN/MAX, "
+          "32x32->64 multiply, divide or FPU); the ESP-EYE's ESP32 is an Xtensa LX6 with windowed registers and all "
+          "of those")
 
 ESP_EYE_QEMU = DeviceSpec(
-    name="esp-eye-qemu", title="ESP-EYE twin: QEMU Xtensa lx106, ESP32 memory map (instruction counts)",
-    cpu="Xtensa lx106 (emulated; the ESP32 is an LX6)", clock_hz=CLOCK_HZ, ram_bytes=DRAM_BYTES,
+    name="esp-eye-qemu", title="ESP-EYE twin: QEMU Xtensa lx106 core (the ESP32's is an LX6), ESP32 memory map "
+    "(instruction counts)", cpu="Xtensa lx106 (emulated)", clock_hz=CLOCK_HZ, ram_bytes=DRAM_BYTES,
     flash_bytes=FLASH_BYTES, kind="mcu", emulated=True, backends=("edgefold",))
 # Flash: harness + protocol + board layer + the runtime kernels a CNN uses + picolibc's memcpy/memset (about 16 KB on
 # the twin's resnet8 and dscnn builds, rounded up); static DRAM: harness statics and the fault stack (about 1.3 KB;
@@ -224,7 +226,7 @@ class EspEyeQemuTarget(NanoQemuTarget):
     session_class = XtensaSession
     insns_per_tick = INSNS_PER_TICK
     estimate_basis = ("lx106 instructions x CPI / 240 MHz (ESP32 LX6); CPI assumed, not measured; the LX6's MAC16, "
-                      "loops and 32x32->64 multiply would need fewer instructions")
+                      "loops, SEXT and 32x32->64 multiply would need fewer instructions")
     default_cpi = DEFAULT_CPI
     board_target = "esp-eye"
 

@@ -130,6 +130,30 @@ def test_codegen_model_matches_host_tflm_and_too_big_is_refused(tmp_path):
         t.build(bi, tmp_path / "build2", "edgefold", runs=1, warmup=0)
 
 
+@pytest.fixture(scope="module")
+def harness_build(tmp_path_factory):
+    root = tmp_path_factory.mktemp("xtwin")
+    (root / "build-input" / "codegen").mkdir(parents=True)
+    for f in ("model.c", "model.h"):
+        shutil.copy(HERE / "c" / f, root / "build-input" / "codegen" / f)
+    return xt.EspEyeQemuTarget().build(root / "build-input", root / "build", "edgefold", runs=3, warmup=1)
+
+
+def test_harness_figures_and_fault_injection(harness_build):
+    from test_qemu_harness import reference_output
+
+    t = xt.EspEyeQemuTarget()
+    r = t.run_benchmark(harness_build, t.flash(harness_build), timeout_s=30)
+    assert r.output == reference_output(default_input(96)) and r.unit == "instructions" and len(set(r.per_run)) <= 2
+    assert r.arena_bytes == 512 and 0 < r.stack_bytes < 1024 and r.heap_free is None  # no heap on the twin
+    assert r.extra["instruction_resolution"] == 25 and "stack_warning" not in r.extra
+    t = xt.EspEyeQemuTarget(fault="kill", idle_timeout_s=1.0, retries=1)
+    t0 = time.monotonic()
+    with pytest.raises(DeviceError, match="device vanished or was reset.*2 attempts"):
+        t.run_benchmark(harness_build, t.flash(harness_build), timeout_s=10)
+    assert time.monotonic() - t0 < 8
+
+
 def test_deploy_resnet8_bit_exact_and_deterministic(trained, tmp_path, cli):
     out = tmp_path / "r8"
     rc, _, err = cli("deploy", "--target", "esp-eye-qemu", "--model", "resnet8", "--weights", trained("resnet8", 1),

@@ -4,8 +4,8 @@
  * __divmoddi4 (which it does contain, and which need the 32-bit ones below).
  *
  * The micro runtime's requantisation (a 32x32->64 signed product per output value) runs on __muldi3, so its cost is
- * part of the twin's instruction count, as the same helper's is on the ESP32 (which has MULSH; see docs/targets.md).
- * Only the twin links this file. */
+ * part of the twin's instruction count; the ESP32's LX6 has MULSH/MULUH and QUOS/QUOU and needs none of this
+ * (docs/targets.md). Only the twin links this file. */
 #include <stdint.h>
 
 uint64_t __umulsidi3(uint32_t a, uint32_t b);
