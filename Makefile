@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 RUNS   := runs
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint debian venv bench clean
+.PHONY: demo test lint typecheck wheel-check debian venv bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,13 +30,23 @@ demo: venv debian
 		--method fold --ratio 0.25 --repair repair --out $(RUNS)/demo
 
 # EDGEFOLD_FULL_BITEXACT=1: the runtime is checked bit-exact against TFLM on every zoo model, plain and folded.
+# The suite includes tests/test_wheel.py (the built wheel, installed outside the checkout, deploys to the twin).
 test: venv debian
 	$(BIN)/ruff check .
+	$(BIN)/python tools/typecheck.py
 	@EDGEFOLD_FULL_BITEXACT=1 $(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 lint: venv
 	$(BIN)/ruff check .
 
+# mypy on the public API and the hand-off types ([tool.mypy] in pyproject.toml lists the modules).
+typecheck: venv
+	$(BIN)/python tools/typecheck.py
+
+# Build the wheel, install it into a fresh venv outside the checkout and deploy from there (also part of `test`).
+wheel-check: venv debian
+	$(BIN)/python -m pytest -m wheel tests/test_wheel.py
+
 clean:
-	rm -rf $(VENV) $(RUNS) .pytest_cache
+	rm -rf $(VENV) $(RUNS) .pytest_cache .mypy_cache .cache/typecheck

@@ -21,9 +21,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from edgefold.core.errors import EdgefoldError
-from edgefold.sweep import report, runner
-from edgefold.sweep.cache import Cache
-from edgefold.sweep.plan import full_plan, quick_plan
+from sweeplib import report, runner
+from sweeplib.cache import Cache
+from sweeplib.plan import full_plan, quick_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 console = Console(highlight=False)

@@ -17,6 +17,7 @@ import io
 import os
 import pickle
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ class LoadedModel:
     plan: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def import_factory(path: str):
+def import_factory(path: str) -> Callable[..., Any]:
     if ":" not in path:
         raise EdgefoldError(f"--factory must look like package.module:callable, got '{path}'")
     mod_name, attr = path.split(":", 1)
@@ -85,7 +86,7 @@ def import_factory(path: str):
         mod = importlib.import_module(mod_name)
     except Exception as e:
         raise EdgefoldError(f"cannot import factory module '{mod_name}': {type(e).__name__}: {e}") from None
-    fn = mod
+    fn: Any = mod
     for part in attr.split("."):
         fn = getattr(fn, part, None)
         if fn is None:
@@ -248,6 +249,7 @@ def resolve(model: str | None = None, factory: str | None = None, weights: str |
         if shape:
             loaded.spec.input_shape = shape
     else:
+        assert spec is not None  # without --weights, --model or --factory built it (or the checks above raised)
         loaded = LoadedModel(spec.build().eval(), spec)
     check_input_shape(loaded.model, loaded.spec.input_shape)
     return loaded

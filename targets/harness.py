@@ -11,10 +11,10 @@ from pathlib import Path
 
 from edgefold.core.errors import EdgefoldError
 from edgefold.core.fsutil import write_text
+from edgefold.core.resources import firmware_dir
 from edgefold.core.vocab import MCU_BACKENDS
 
-ROOT = Path(__file__).resolve().parent.parent
-FIRMWARE = ROOT / "firmware"
+FIRMWARE = firmware_dir()
 HARNESS_DIR = FIRMWARE / "harness"
 TFLM_DIR = FIRMWARE / "tflm"
 BOARDS_DIR = FIRMWARE / "boards"

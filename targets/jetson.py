@@ -32,9 +32,10 @@ from edgefold.targets.ssh import SshConfig, SshSession
 
 from edgefold.core.errors import DeviceError, EdgefoldError
 from edgefold.core.fsutil import ensure_dir, staged_dir
+from edgefold.core.resources import resource_path
 from edgefold.core.vocab import LINUX_BACKENDS
 
-RUNNER = Path(__file__).with_name("jetson_runner.py")
+RUNNER = resource_path("edgefold.targets", "jetson_runner.py")  # copied to the device, never imported here
 RUNNER_PROTOCOL = 1
 BUNDLE = "jetson-bundle"
 GiB = 1024**3

@@ -30,10 +30,10 @@ from edgefold.targets.fit import BoardBudget, DoesNotFit
 from edgefold.targets.serial_link import LinkClosed, SerialLink
 
 from edgefold.core.errors import DeviceError, EdgefoldError, ToolchainMissing
+from edgefold.core.resources import firmware_dir
 from edgefold.core.vocab import FAULTS, check_choice
 
-ROOT = Path(__file__).resolve().parent.parent
-FIRMWARE = ROOT / "firmware"
+FIRMWARE = firmware_dir()
 BOARD_DIR = FIRMWARE / "boards" / "qemu_an386"
 LINKER_SCRIPT = BOARD_DIR / "nrf52840_twin.ld"
 

@@ -15,6 +15,7 @@ from edgefold.compiler.codegen import emit, planner, reader
 from edgefold.compiler.codegen.lower import Lowerer, UnsupportedOp
 
 from edgefold.core.fsutil import ensure_dir, write_text
+from edgefold.core.resources import firmware_dir
 
 SUPPORTED_OPS: dict[str, int] = {
     "CONV_2D": 6, "DEPTHWISE_CONV_2D": 7, "FULLY_CONNECTED": 12, "ADD": 5, "SUB": 3, "MUL": 7,
@@ -23,7 +24,7 @@ SUPPORTED_OPS: dict[str, int] = {
     "SOFTMAX": 3, "RSQRT": 3, "BATCH_MATMUL": 4, "CONCATENATION": 4,
 }
 
-RUNTIME_DIR = Path(__file__).resolve().parents[2] / "firmware" / "runtime"
+RUNTIME_DIR = firmware_dir() / "runtime"
 
 __all__ = ["SUPPORTED_OPS", "RUNTIME_DIR", "CodegenResult", "UnsupportedOp", "generate", "lower"]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from edgefold.sweep.cache import Cache
-from edgefold.sweep.plan import Plan, quick_plan
+from sweeplib.cache import Cache
+from sweeplib.plan import Plan, quick_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "sweep.py"
@@ -100,13 +100,13 @@ def test_quick_sweep_outputs(quick_sweep):
 
 def test_ray_sweep_matches_local(quick_sweep, tmp_path):
     ray = pytest.importorskip("ray", reason="Ray is the optional extra edgefold[ray]")
-    from edgefold.sweep.runner import run_ray
+    from sweeplib.runner import RAY_RUNTIME_ENV, run_ray
 
     q = quick_sweep
     ck = q["plan"].checkpoints[0]
     plan = Plan([ck], methods=("fold", "mag1"), ratios=(0.5,), repairs=("none", "repair"), name="raytest")
     cache = Cache(tmp_path / "cache")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, address="local")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, address="local", runtime_env=RAY_RUNTIME_ENV)
     try:
         s = run_ray(plan, cache)  # trains the checkpoint in a task, one task per configuration
         again = run_ray(plan, cache)

@@ -13,12 +13,12 @@ import time
 from typing import Any
 
 import torch
-from torch import nn
-
 from edgefold.compiler import data, zoo
 from edgefold.compiler.train import TrainConfig, train
-from edgefold.sweep import theorem
-from edgefold.sweep.plan import CALIB_N, CALIB_SEED, CheckpointConfig, EvalConfig
+from torch import nn
+
+from sweeplib import theorem
+from sweeplib.plan import CALIB_N, CALIB_SEED, CheckpointConfig, EvalConfig
 
 
 @functools.lru_cache(maxsize=1)
@@ -60,7 +60,7 @@ def train_checkpoint(cfg: CheckpointConfig) -> tuple[dict[str, torch.Tensor], di
                      augment=cfg.augment, batch_size=cfg.batch_size, seed=cfg.seed)
     t0 = time.perf_counter()
     if cfg.sam_rho > 0:
-        from edgefold.sweep.sam import train_sam
+        from sweeplib.sam import train_sam
 
         acc = train_sam(model, shape, tc, cfg.sam_rho)
     else:

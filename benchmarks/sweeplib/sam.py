@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from edgefold.compiler import data
 from edgefold.compiler.train import TrainConfig, _augment, make_optimizer, make_schedule
+from torch import nn
 
 
 class SAM:

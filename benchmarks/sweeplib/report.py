@@ -13,8 +13,8 @@ from statistics import mean
 from typing import Any
 
 from edgefold.core.fsutil import atomic_path, ensure_dir, write_json, write_text
-from edgefold.sweep.cache import Cache
-from edgefold.sweep.plan import Plan
+from sweeplib.cache import Cache
+from sweeplib.plan import Plan
 
 ROW_FIELDS = ["code", "torch", "checkpoint_key", "arch", "optimizer", "sam_rho", "lr", "weight_decay", "augment",
               "seed", "epochs", "base_accuracy", "method", "ratio", "repair", "accuracy", "params_before",

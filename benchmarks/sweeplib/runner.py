@@ -12,12 +12,17 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from edgefold.sweep.cache import Cache
-from edgefold.sweep.plan import CheckpointConfig, EvalConfig, Plan
+from sweeplib.cache import Cache
+from sweeplib.plan import CheckpointConfig, EvalConfig, Plan
 
 Notify = Callable[[str], None]
+
+# This library sits beside benchmarks/sweep.py, outside the installed edgefold: Ray ships it to the workers.
+# Ray accepts a local folder only for the whole job (ray.init), not per task.
+RAY_RUNTIME_ENV = {"py_modules": [str(Path(__file__).resolve().parent)]}
 
 
 @dataclass
@@ -41,7 +46,7 @@ def pending(plan: Plan, cache: Cache, recompute_stale: bool = False) -> list[tup
     With `recompute_stale`, results computed by other code (see work.code_fingerprint) count as missing.
     """
     if recompute_stale:
-        from edgefold.sweep.work import code_fingerprint
+        from sweeplib.work import code_fingerprint
 
         code = code_fingerprint()
 
@@ -61,7 +66,7 @@ def pending(plan: Plan, cache: Cache, recompute_stale: bool = False) -> list[tup
 
 def _safe_eval(ev: EvalConfig, state: Any, meta: dict[str, Any]) -> tuple[str, Any]:
     """("ok", record) or ("error", message): one broken configuration must not stop the sweep."""
-    from edgefold.sweep.work import evaluate
+    from sweeplib.work import evaluate
 
     try:
         return "ok", evaluate(ev, state, meta)
@@ -77,7 +82,7 @@ _events: Any = None  # the worker's queue back to the parent (progress)
 def _init_worker(events: Any) -> None:
     global _events
     _events = events
-    from edgefold.sweep.work import single_thread
+    from sweeplib.work import single_thread
 
     single_thread()
     # Ctrl-C goes to the parent, which stops the pool (SIGTERM). Cache writes hold SIGTERM until they are
@@ -93,7 +98,7 @@ def _emit(kind: str) -> None:
 
 def checkpoint_job(ckpt: dict[str, Any], evals: list[dict[str, Any]], root: str) -> dict[str, Any]:
     """Train (or load) one checkpoint and evaluate its missing configurations, caching each result."""
-    from edgefold.sweep.work import train_checkpoint
+    from sweeplib.work import train_checkpoint
 
     cache = Cache(root)
     cfg = CheckpointConfig.from_dict(ckpt)
@@ -189,14 +194,14 @@ def run_local(plan: Plan, cache: Cache, jobs: int | None = None, notify: Notify 
 
 
 def _ray_train(ckpt: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    from edgefold.sweep.work import single_thread, train_checkpoint
+    from sweeplib.work import single_thread, train_checkpoint
 
     single_thread()
     return train_checkpoint(CheckpointConfig.from_dict(ckpt))
 
 
 def _ray_eval(ev: dict[str, Any], trained: tuple[dict[str, Any], dict[str, Any]]) -> tuple[str, Any]:
-    from edgefold.sweep.work import single_thread
+    from sweeplib.work import single_thread
 
     single_thread()
     state, meta = trained
@@ -210,7 +215,8 @@ def run_ray(plan: Plan, cache: Cache, address: str | None = "auto", notify: Noti
     Connects to `address` ("auto": the cluster this machine belongs to, "local": start a private local
     instance, or host:port / ray://host:port) unless Ray is already initialised in this process. Each
     checkpoint is trained once by one task; its weights travel to the evaluation tasks through Ray's object
-    store, so nodes need no shared file system (they need edgefold installed, like any Ray worker code).
+    store, so nodes need no shared file system. Nodes need edgefold installed; this library travels with the job
+    (RAY_RUNTIME_ENV, which a caller that starts Ray itself passes to `ray.init`).
     """
     import ray
 
@@ -218,7 +224,7 @@ def run_ray(plan: Plan, cache: Cache, address: str | None = "auto", notify: Noti
     if not ray.is_initialized():
         try:
             ray.init(address=None if address in (None, "local") else address, include_dashboard=False,
-                     log_to_driver=False)
+                     log_to_driver=False, runtime_env=RAY_RUNTIME_ENV)
         except (ConnectionError, ValueError) as e:
             from edgefold.core.errors import EdgefoldError
 
