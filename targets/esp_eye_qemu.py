@@ -22,7 +22,6 @@ import os
 import re
 import subprocess
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from edgefold.targets import qemu
@@ -101,25 +100,10 @@ def build_elf(
     """
     gcc = require(GCC)
     out_elf = Path(out_elf)
-    obj_dir = out_elf.parent / (out_elf.stem + ".obj")
-    obj_dir.mkdir(parents=True, exist_ok=True)
     srcs = [Path(s) for s in sources] + (board_sources() if with_board else [])
-    incs = [BOARDS_DIR] + [Path(i) for i in include_dirs]
-    flags = CPU_FLAGS + [f for f in qemu.CFLAGS if f != "-O2"] + [opt, "-isystem", str(picolibc_include())]
-    flags += [f"-I{i}" for i in incs]
-    flags += [f"-D{k}" if v is None else f"-D{k}={v}" for k, v in (defines or {}).items()]
-
-    def compile_one(i_src: tuple[int, Path]) -> Path:
-        i, src = i_src
-        obj = obj_dir / f"{i:03d}_{src.stem}.o"
-        std = ["-std=gnu11"] if src.suffix == ".c" else []
-        r = subprocess.run([gcc, *flags, *std, "-c", str(src), "-o", str(obj)], capture_output=True, text=True)
-        if r.returncode != 0:
-            raise EdgefoldError(f"{GCC} failed on {src.name}: {qemu._first_error(r.stderr)}")
-        return obj
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        objs = list(pool.map(compile_one, enumerate(srcs)))
+    flags = [*CPU_FLAGS, "-isystem", str(picolibc_include()), *qemu.compile_flags([BOARDS_DIR, *include_dirs],
+                                                                                   defines, opt)]
+    objs = qemu.compile_objects(gcc, flags, srcs, out_elf.parent / (out_elf.stem + ".obj"), jobs)
 
     tmp_elf = out_elf.with_name(out_elf.name + ".tmp")
     link = [gcc, *CPU_FLAGS, "-nostdlib", "-nostartfiles", f"-T{LINKER_SCRIPT}", "-Wl,--gc-sections",
