@@ -92,6 +92,7 @@ TABLE = [
     ("nano33ble", "runtime ms (estimated: insns × CPI ÷ 64 MHz)", "nano33ble_est_ms", "{:.0f}"),
     ("esp-eye-qemu (twin)", "lx106 instructions / inference (measured)", "xtensa_instructions", "{:,.0f}"),
     ("esp-eye-qemu (twin)", "static DRAM KB (incl. arena) / Flash KB", "xtensa_ram_flash", "{}"),
+    ("esp-eye-qemu (twin)", "output CRC = host", "xtensa_crc", "{}"),
     ("esp-eye", "runtime ms (estimated: lx106 insns × CPI ÷ 240 MHz)", "esp_eye_est_ms", "{:.0f}"),
     ("jetson-local (this host's CPU)", "runtime ms (measured, median)", "jetson_ms", "{:.3f}"),
     ("jetson-local (this host's CPU)", "RAM MB (runner peak RSS)", "jetson_ram_mb", "{:.1f}"),
