@@ -6,7 +6,7 @@
 - nano33ble-qemu: measured instructions per inference (QEMU -icount), Flash and static RAM from the linked ELF
   (nRF52840 map; the planned arena is in .bss, so static RAM includes it), stack high-water reported by the firmware.
 - nano33ble (64 MHz Cortex-M4F): ESTIMATED runtime = twin instructions × CPI ÷ 64 MHz with the twin's documented
-  CPI (targets/qemu.py DEFAULT_CPI); RAM/Flash are the twin's linker figures (runtime + model + harness; the
+  CPI (targets/qemu/nano33ble.py DEFAULT_CPI); RAM/Flash are the twin's linker figures (runtime + model + harness; the
   Arduino core of a real PlatformIO build comes on top).
 - esp-eye-qemu: measured Xtensa lx106 instructions per inference of the same build input (`edgefold bench`), its
   Flash and static DRAM from the ESP32-map ELF.

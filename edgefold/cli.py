@@ -26,13 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"edgefold.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"edgefold.commands.{name}":
-                continue  # command not built yet
-            raise
-        mod.register(sub)
+        importlib.import_module(f"edgefold.commands.{name}").register(sub)
     return p
 
 

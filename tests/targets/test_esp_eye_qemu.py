@@ -11,9 +11,9 @@ import zlib
 from pathlib import Path
 
 import pytest
-from edgefold.targets import esp_eye_qemu as xt
 from edgefold.targets.fit import DoesNotFit
 from edgefold.targets.harness import default_input
+from edgefold.targets.qemu import esp_eye as xt
 from xtensa_helpers import program
 
 from edgefold.core.errors import DeviceError, EdgefoldError, ToolchainMissing

@@ -24,12 +24,15 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from edgefold.targets import qemu
 from edgefold.targets.base import BenchResult, BuildResult, DeviceSpec, FlashResult
 from edgefold.targets.esp_eye import APP_PARTITION, STATIC_DRAM
 from edgefold.targets.fit import BoardBudget
 from edgefold.targets.harness import BOARDS_DIR
-from edgefold.targets.qemu import ElfBuild, ElfSizes, LinkOverflow, NanoQemuTarget, QemuSession
+from edgefold.targets.qemu import toolchain
+from edgefold.targets.qemu.nano33ble import NanoQemuTarget
+from edgefold.targets.qemu.session import QemuRun, QemuSession
+from edgefold.targets.qemu.session import run_elf as run_qemu
+from edgefold.targets.qemu.toolchain import ElfBuild, ElfSizes, LinkOverflow
 
 from edgefold.core.errors import EdgefoldError, ToolchainMissing
 
@@ -64,7 +67,7 @@ _SOFT_FLOAT = re.compile(r"undefined reference to `(__\w+[sd]f\d?)'")
 
 def require(tool: str) -> str:
     try:
-        return qemu.require(tool)
+        return toolchain.require(tool)
     except ToolchainMissing:
         raise ToolchainMissing(f"{tool} not found: {_HINTS[tool]}") from None
 
@@ -101,9 +104,9 @@ def build_elf(
     gcc = require(GCC)
     out_elf = Path(out_elf)
     srcs = [Path(s) for s in sources] + (board_sources() if with_board else [])
-    flags = [*CPU_FLAGS, "-isystem", str(picolibc_include()), *qemu.compile_flags([BOARDS_DIR, *include_dirs],
-                                                                                   defines, opt)]
-    objs = qemu.compile_objects(gcc, flags, srcs, out_elf.parent / (out_elf.stem + ".obj"), jobs)
+    flags = [*CPU_FLAGS, "-isystem", str(picolibc_include()),
+             *toolchain.compile_flags([BOARDS_DIR, *include_dirs], defines, opt)]
+    objs = toolchain.compile_objects(gcc, flags, srcs, out_elf.parent / (out_elf.stem + ".obj"), jobs)
 
     tmp_elf = out_elf.with_name(out_elf.name + ".tmp")
     link = [gcc, *CPU_FLAGS, "-nostdlib", "-nostartfiles", f"-T{LINKER_SCRIPT}", "-Wl,--gc-sections",
@@ -134,7 +137,7 @@ def _raise_link_error(stderr: str) -> None:
         raise EdgefoldError(f"the model needs floating-point arithmetic ({', '.join(soft[:3])}), which the "
                             "gcc-xtensa-lx106 libgcc lacks: the Xtensa twin runs models whose kernels are all "
                             "integer (int8); a float32 op stays on the board (--target esp-eye)")
-    raise EdgefoldError(f"{GCC} link failed: {qemu._first_error(stderr)}")
+    raise EdgefoldError(f"{GCC} link failed: {toolchain.first_error(stderr)}")
 
 
 def elf_sizes(elf: str | os.PathLike) -> ElfSizes:
@@ -175,9 +178,9 @@ class XtensaSession(QemuSession):
                 "-nographic", "-monitor", monitor, "-serial", serial_arg, "-kernel", str(self.elf)]
 
 
-def run_elf(elf: str | os.PathLike, timeout_s: float = 30.0, serial: str = "tcp") -> qemu.QemuRun:
-    """Run an lx106 ELF to its exit() and return what it wrote (qemu.run_elf with the Xtensa session)."""
-    return qemu.run_elf(elf, timeout_s=timeout_s, serial=serial, session_class=XtensaSession)
+def run_elf(elf: str | os.PathLike, timeout_s: float = 30.0, serial: str = "tcp") -> QemuRun:
+    """Run an lx106 ELF to its exit() and return what it wrote (the QEMU twins' run_elf with the Xtensa session)."""
+    return run_qemu(elf, timeout_s=timeout_s, serial=serial, session_class=XtensaSession)
 
 
 # Cycles per instruction assumed for the latency *estimate* of the ESP-EYE (ESP32, Xtensa LX6 at 240 MHz). The LX6
