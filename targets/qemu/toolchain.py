@@ -43,7 +43,7 @@ _HINTS = {
 
 
 class LinkOverflow(EdgefoldError):
-    """The linker refused the image: it does not fit the nRF52840's Flash or RAM."""
+    """The linker refused the image: it does not fit the twin's Flash or RAM (nRF52840, or the ESP32 map)."""
 
     def __init__(self, message: str, flash_over: int = 0, ram_over: int = 0) -> None:
         super().__init__(message)
