@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Compress the model, export it (TFLite int8 for MCUs, ONNX for the Jetson), build the firmware "
                     "(or remote bundle), flash it, run the benchmark on the device and write DIR/result.json.")
     p.add_argument("--target", required=True, help="device: nano33ble, esp-eye, jetson-nano, or a twin: "
-                                                   "nano33ble-qemu, jetson-local (see `edgefold targets`)")
+                                                   "nano33ble-qemu, esp-eye-qemu, jetson-local "
+                                                   "(see `edgefold targets`)")
     add_model_args(p)
     add_compress_args(p)
     p.add_argument("--backend", type=choice("backend", BACKENDS),

@@ -1,11 +1,12 @@
-"""The Cortex-M4 twin of the Nano 33 BLE: build with arm-none-eabi-gcc for the nRF52840 memory map and run
-under `qemu-system-arm -M mps2-an386 -icount shift=0`, reading its UART through the same SerialLink as a
-real board.
+"""The QEMU twins. The Cortex-M4 twin of the Nano 33 BLE: build with arm-none-eabi-gcc for the nRF52840 memory map
+and run under `qemu-system-arm -M mps2-an386 -icount shift=0`, reading its UART through the same SerialLink as a
+real board. The Xtensa twin of the ESP-EYE (esp_eye.py) reuses its session and target classes.
 
     toolchain.py   tool lookup, build_elf(sources, out_elf, ...) -> ElfBuild, elf_sizes, LinkOverflow
     session.py     QemuSession(elf, serial="tcp"|"pty"|"stdio", fault=...) -> SerialLink; run_elf -> QemuRun
     faults.py      kill / garble / stall injected on the serial path (HIL tests)
     nano33ble.py   NanoQemuTarget, the `nano33ble-qemu` target
+    esp_eye.py     EspEyeQemuTarget, the `esp-eye-qemu` target: lx106 toolchain, ESP32 memory map, XtensaSession
 
 The low-level API (build_elf, run_elf, QemuSession) is used by the runtime's tests as well as by the target.
 """

@@ -9,7 +9,7 @@ from pathlib import Path
 from edgefold.targets.base import BenchResult, BuildResult, DeviceSpec, FitReport, FlashResult, Target
 from edgefold.targets.fit import BoardBudget, DoesNotFit
 from edgefold.targets.qemu.session import INSNS_PER_TICK, QemuSession
-from edgefold.targets.qemu.toolchain import FLASH_BYTES, MIN_STACK, RAM_BYTES, LinkOverflow, build_elf
+from edgefold.targets.qemu.toolchain import FLASH_BYTES, MIN_STACK, RAM_BYTES, ElfBuild, LinkOverflow, build_elf
 
 from edgefold.core.errors import DeviceError, EdgefoldError
 from edgefold.core.vocab import FAULTS, check_choice
@@ -32,25 +32,34 @@ TWIN_BUDGET = BoardBudget(flash_base=24 * 1024, ram_base=MIN_STACK + 2 * 1024)
 
 
 class NanoQemuTarget(Target):
-    """The Nano 33 BLE's twin: same harness and runtime, real linker limits, instruction counts under QEMU."""
+    """The Nano 33 BLE's twin: same harness and runtime, real linker limits, instruction counts under QEMU.
+
+    Another QEMU twin (qemu/esp_eye.py) subclasses it: spec, budget, session, count resolution, the estimate's basis
+    and `link` are what differs."""
 
     spec = NANO33BLE_QEMU
+    budget = TWIN_BUDGET
+    session_class = QemuSession
+    insns_per_tick = INSNS_PER_TICK
+    estimate_basis = "instructions x CPI / 64 MHz (nRF52840); CPI assumed, not measured"
+    default_cpi = DEFAULT_CPI
+    board_target = "nano33ble"  # the real board, whose PlatformIO project can build the tflm backend
 
     def __init__(self, fault: str | None = None, fault_after_lines: int = 3, serial: str = "tcp", retries: int = 1,
-                 cpi: float = DEFAULT_CPI, idle_timeout_s: float = 60.0, **_: object) -> None:
+                 cpi: float | None = None, idle_timeout_s: float = 60.0, **_: object) -> None:
         if fault is not None:
             check_choice("fault", fault, FAULTS)
         self.fault = fault
         self.fault_after_lines = int(fault_after_lines)
         self.serial = serial
         self.retries = max(0, int(retries))
-        self.cpi = float(cpi)
+        self.cpi = float(self.default_cpi if cpi is None else cpi)
         self.idle_timeout_s = float(idle_timeout_s)
 
     def _check_backend(self, backend: str) -> None:
         if backend != "edgefold":
             raise EdgefoldError(f"{self.spec.name} runs backend edgefold only: the tflm backend needs the TFLM "
-                                "library, which builds only in the PlatformIO project (--target nano33ble)")
+                                f"library, which builds only in the PlatformIO project (--target {self.board_target})")
 
     def fit_check(self, build_input: Path, backend: str, ratio: float | None = None) -> FitReport:
         from edgefold.targets import fit
@@ -59,7 +68,7 @@ class NanoQemuTarget(Target):
         build_input = Path(build_input)
         fp = fit.footprint(build_input, backend)
         r = fit.current_ratio(build_input) if ratio is None else ratio
-        return fit.check(self.spec, TWIN_BUDGET, fp, r)
+        return fit.check(self.spec, self.budget, fp, r)
 
     def build(self, build_input: Path, out_dir: Path, backend: str, runs: int, warmup: int) -> BuildResult:
         from edgefold.targets import fit, mcu
@@ -74,17 +83,18 @@ class NanoQemuTarget(Target):
         fw = mcu.prepare(Path(build_input), out_dir / "gen", backend)
         srcs = harness_sources(backend) + fw.sources
         try:
-            b = build_elf(srcs, out_dir / "firmware.elf", include_dirs=[HARNESS_DIR, *fw.include_dirs],
-                          defines={"EF_RUNS": runs, "EF_WARMUP": warmup})
+            b = self.link(srcs, out_dir / "firmware.elf", [HARNESS_DIR, *fw.include_dirs],
+                          {"EF_RUNS": runs, "EF_WARMUP": warmup})
         except LinkOverflow as e:
             # The real linker limit decided: report it with the same numbers and ratio hint as the estimate.
             fp = fit.footprint(Path(build_input), backend)
-            rep = fit.check(self.spec, TWIN_BUDGET, fp, fit.current_ratio(Path(build_input)))
-            sug = fit.suggest_ratio(fp, TWIN_BUDGET, self.spec, fit.current_ratio(Path(build_input)))
-            hint = f"; try --ratio {sug:.2f}" if sug is not None else ""
+            now = fit.current_ratio(Path(build_input))
+            rep = fit.check(self.spec, self.budget, fp, now)
+            sug = fit.suggest_ratio(fp, self.budget, self.spec, now)
+            hint = f"; try --ratio {sug:.2f}" if sug is not None and sug > now else ""
             rep.fits = False
-            rep.message = f"{e} (linker); {self.spec.name} has {FLASH_BYTES // 1024} KB Flash / " \
-                          f"{RAM_BYTES // 1024} KB RAM{hint}"
+            rep.message = f"{e} (linker); {self.spec.name} has {self.spec.flash_bytes // 1024} KB Flash / " \
+                          f"{self.spec.ram_bytes // 1024} KB RAM{hint}"
             raise DoesNotFit(rep) from None
         meta = {"model_id": fw.header.model_id, "input_crc": fw.input_crc, "backend": backend, "runs": runs,
                 "warmup": warmup, "sizes": {"text": b.sizes.text, "data": b.sizes.data, "bss": b.sizes.bss,
@@ -106,8 +116,8 @@ class NanoQemuTarget(Target):
             attempt += 1
             parser = BenchParser(expect_model=build.extra.get("model_id"), expect_backend=build.extra.get("backend"),
                                  expect_input_crc=build.extra.get("input_crc"))
-            session = QemuSession(build.artifact, serial=self.serial, fault=self.fault,
-                                  fault_after_lines=self.fault_after_lines)
+            session = self.session_class(build.artifact, serial=self.serial, fault=self.fault,
+                                         fault_after_lines=self.fault_after_lines)
             try:
                 with session as link:
                     try:
@@ -125,9 +135,14 @@ class NanoQemuTarget(Target):
         res.extra.update({
             "attempts": attempt,
             "instructions_per_inference": insns,
-            "instruction_resolution": INSNS_PER_TICK,
-            "latency_estimate": {"value": insns * self.cpi / TWIN_CLOCK_HZ * 1e3, "unit": "ms", "kind": "estimated",
-                                 "cpi": self.cpi, "clock_hz": TWIN_CLOCK_HZ,
-                                 "basis": "instructions x CPI / 64 MHz (nRF52840); CPI assumed, not measured"},
+            "instruction_resolution": self.insns_per_tick,
+            "latency_estimate": {"value": insns * self.cpi / self.spec.clock_hz * 1e3, "unit": "ms",
+                                 "kind": "estimated", "cpi": self.cpi, "clock_hz": self.spec.clock_hz,
+                                 "basis": self.estimate_basis},
         })
         return res
+
+    def link(self, sources: list[Path], out_elf: Path, include_dirs: list[Path],
+             defines: dict[str, str | int | None]) -> ElfBuild:
+        """Compile and link the firmware for this twin; LinkOverflow when it does not fit."""
+        return build_elf(sources, out_elf, include_dirs=include_dirs, defines=defines)

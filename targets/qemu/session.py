@@ -55,7 +55,10 @@ class QemuSession:
     serial: "tcp" (default; QEMU connects to a socket we listen on, so no output is lost and no port can
     race), "pty" (QEMU starts paused, we open the pty and then let it run), "stdio" (QEMU's stdout pipe).
     fault: None | "kill" | "garble" | "stall" -- injected on the serial path for the HIL tests.
+    Another twin subclasses it and overrides `program` and `command` (qemu/esp_eye.py).
     """
+
+    program = QEMU
 
     def __init__(self, elf: str | os.PathLike, serial: str = "tcp", fault: str | None = None,
                  fault_after_lines: int = 3, start_timeout_s: float = 10.0) -> None:
@@ -81,6 +84,10 @@ class QemuSession:
         self._socks: list[socket.socket] = []
         self._monitor: SerialLink | None = None
 
+    def command(self, serial_arg: str, monitor: str = "none", paused: bool = False) -> list[str]:
+        """The emulator's command line with the guest's serial port on `serial_arg` (a QEMU chardev)."""
+        return qemu_command(self.elf, serial_arg, monitor, paused)
+
     # -- start
     def __enter__(self) -> SerialLink:
         try:
@@ -104,7 +111,7 @@ class QemuSession:
             lsock.bind(("127.0.0.1", 0))
             lsock.listen(1)
             port = lsock.getsockname()[1]
-            self.proc = self._popen(qemu_command(self.elf, f"tcp:127.0.0.1:{port}"),
+            self.proc = self._popen(self.command(f"tcp:127.0.0.1:{port}"),
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             lsock.settimeout(0.2)
             deadline = time.monotonic() + self.start_timeout_s
@@ -117,7 +124,7 @@ class QemuSession:
             self._socks.append(conn)
             return SerialLink.from_socket(conn, f"qemu:{self.elf.name}")
         if self.serial == "pty":
-            self.proc = self._popen(qemu_command(self.elf, "pty", monitor="stdio", paused=True),
+            self.proc = self._popen(self.command("pty", monitor="stdio", paused=True),
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             assert self.proc.stdout is not None
             self._monitor = SerialLink.from_fd(self.proc.stdout.fileno(), "qemu-monitor")
@@ -127,7 +134,7 @@ class QemuSession:
             self.proc.stdin.write(b"cont\n")  # only now may the guest run: nothing it prints is lost
             self.proc.stdin.flush()
             return link
-        self.proc = self._popen(qemu_command(self.elf, "stdio"), stdin=subprocess.DEVNULL,
+        self.proc = self._popen(self.command("stdio"), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert self.proc.stdout is not None
         return SerialLink.from_fd(self.proc.stdout.fileno(), f"qemu:{self.elf.name}")
@@ -137,9 +144,9 @@ class QemuSession:
         if self.proc.poll() is not None:
             err = self.proc.stderr.read().decode(errors="replace").strip() if self.proc.stderr else ""
             last = err.splitlines()[-1] if err else f"exit code {self.proc.returncode}"
-            raise DeviceError(f"qemu-system-arm exited at start: {last}")
+            raise DeviceError(f"{self.program} exited at start: {last}")
         if time.monotonic() > deadline:
-            raise DeviceError(f"qemu-system-arm did not start within {self.start_timeout_s:g} s")
+            raise DeviceError(f"{self.program} did not start within {self.start_timeout_s:g} s")
 
     def _wait_pty_path(self) -> str:
         assert self._monitor is not None
@@ -158,7 +165,7 @@ class QemuSession:
             m = re.search(r"char device redirected to (\S+)", line)
             if m:
                 return m.group(1)
-        raise DeviceError(f"qemu-system-arm did not report its pty: {' | '.join(seen[-3:])}")
+        raise DeviceError(f"{self.program} did not report its pty: {' | '.join(seen[-3:])}")
 
     def _inject(self, raw: SerialLink) -> SerialLink:
         assert self.fault is not None
@@ -179,7 +186,7 @@ class QemuSession:
             with contextlib.suppress(OSError, ValueError):
                 err = p.stderr.read().decode(errors="replace")
         first = next((ln.strip() for ln in err.splitlines() if ln.strip()), "")
-        return f"qemu-system-arm stopped with exit code {p.returncode}" + (f": {first}" if first else "")
+        return f"{self.program} stopped with exit code {p.returncode}" + (f": {first}" if first else "")
 
     def _kill(self) -> None:
         p = self.proc
@@ -237,14 +244,15 @@ class QemuSession:
                         f.close()
 
 
-def run_elf(elf: str | os.PathLike, timeout_s: float = 30.0, serial: str = "tcp") -> QemuRun:
+def run_elf(elf: str | os.PathLike, timeout_s: float = 30.0, serial: str = "tcp",
+            session_class: type[QemuSession] = QemuSession) -> QemuRun:
     """Run an ELF to completion (the program leaves through SYSRESETREQ) and return what its UART sent.
 
     Raises DeviceError if the program has not finished within timeout_s (QEMU is killed: never hangs).
     """
     t0 = time.monotonic()
     lines: list[str] = []
-    session = QemuSession(elf, serial=serial)
+    session = session_class(elf, serial=serial)
     with session as link:
         deadline = t0 + timeout_s
         while True:

@@ -43,7 +43,7 @@ _HINTS = {
 
 
 class LinkOverflow(EdgefoldError):
-    """The linker refused the image: it does not fit the nRF52840's Flash or RAM."""
+    """The linker refused the image: it does not fit the twin's Flash or RAM (nRF52840, or the ESP32 map)."""
 
     def __init__(self, message: str, flash_over: int = 0, ram_over: int = 0) -> None:
         super().__init__(message)
@@ -107,34 +107,13 @@ def build_elf(
     """
     gcc = require(GCC)
     out_elf = Path(out_elf)
-    obj_dir = out_elf.parent / (out_elf.stem + ".obj")
-    obj_dir.mkdir(parents=True, exist_ok=True)
     srcs = [Path(s) for s in sources] + (board_sources(newlib) if with_board else [])
-    incs = [BOARDS_DIR] + [Path(i) for i in include_dirs]
-    flags = CPU_FLAGS + [f for f in CFLAGS if f != "-O2"] + [opt] + [f"-I{i}" for i in incs]
-    for k, v in (defines or {}).items():
-        flags.append(f"-D{k}" if v is None else f"-D{k}={v}")
+    flags = CPU_FLAGS + compile_flags([BOARDS_DIR, *include_dirs], defines, opt)
     if not newlib:
         # Without newlib nothing provides memset/memcpy but minilibc.c; stop GCC from turning loops into calls.
         flags.append("-fno-tree-loop-distribute-patterns")
     flags += list(extra_cflags)
-
-    def compile_one(i_src: tuple[int, Path]) -> Path:
-        i, src = i_src
-        obj = obj_dir / f"{i:03d}_{src.stem}.o"
-        cmd = [gcc, *flags]
-        if src.suffix in (".cc", ".cpp", ".cxx"):
-            cmd += ["-std=gnu++17", "-fno-exceptions", "-fno-rtti"]
-        elif src.suffix in (".c",):
-            cmd += ["-std=gnu11"]
-        cmd += ["-c", str(src), "-o", str(obj)]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise EdgefoldError(f"arm-none-eabi-gcc failed on {src.name}: {_first_error(r.stderr)}")
-        return obj
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        objs = list(pool.map(compile_one, enumerate(srcs)))
+    objs = compile_objects(gcc, flags, srcs, out_elf.parent / (out_elf.stem + ".obj"), jobs)
 
     tmp_elf = out_elf.with_name(out_elf.name + ".tmp")
     link = [gcc, *CPU_FLAGS, "-nostartfiles", f"-T{LINKER_SCRIPT}", "-Wl,--gc-sections",
@@ -149,7 +128,39 @@ def build_elf(
     return ElfBuild(out_elf, elf_sizes(out_elf), log=r.stderr)
 
 
-def _first_error(stderr: str) -> str:
+def compile_flags(include_dirs: Iterable[str | os.PathLike], defines: dict[str, str | int | None] | None,
+                  opt: str = "-O2") -> list[str]:
+    """The twins' common C flags (CFLAGS at optimisation `opt`), include folders and -D defines."""
+    flags = [f for f in CFLAGS if f != "-O2"] + [opt] + [f"-I{Path(i)}" for i in include_dirs]
+    return flags + [f"-D{k}" if v is None else f"-D{k}={v}" for k, v in (defines or {}).items()]
+
+
+def compile_objects(gcc: str, flags: Sequence[str], sources: Sequence[Path], obj_dir: Path, jobs: int = 2
+                    ) -> list[Path]:
+    """Compile each source (C, C++ or assembly, by suffix) to obj_dir with `jobs` compilers at a time; the first
+    compile error is an EdgefoldError naming the file and the compiler's message."""
+    obj_dir.mkdir(parents=True, exist_ok=True)
+
+    def compile_one(i_src: tuple[int, Path]) -> Path:
+        i, src = i_src
+        obj = obj_dir / f"{i:03d}_{src.stem}.o"
+        cmd = [gcc, *flags]
+        if src.suffix in (".cc", ".cpp", ".cxx"):
+            cmd += ["-std=gnu++17", "-fno-exceptions", "-fno-rtti"]
+        elif src.suffix in (".c",):
+            cmd += ["-std=gnu11"]
+        cmd += ["-c", str(src), "-o", str(obj)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise EdgefoldError(f"{Path(gcc).name} failed on {src.name}: {first_error(r.stderr)}")
+        return obj
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(compile_one, enumerate(sources)))
+
+
+def first_error(stderr: str) -> str:
+    """The compiler's or linker's first error line (else its last line)."""
     for line in stderr.splitlines():
         if "error" in line:
             return line.strip()
@@ -171,7 +182,7 @@ def _raise_link_error(stderr: str) -> None:
         if stack and not r_over:
             parts.append(f"RAM: less than {MIN_STACK // 1024} KB left for the stack (limit {RAM_BYTES:,})")
         raise LinkOverflow("image does not fit the nRF52840: " + "; ".join(parts), f_over, r_over)
-    raise EdgefoldError(f"arm-none-eabi-gcc link failed: {_first_error(stderr)}")
+    raise EdgefoldError(f"arm-none-eabi-gcc link failed: {first_error(stderr)}")
 
 
 def elf_sizes(elf: str | os.PathLike) -> ElfSizes:
