@@ -166,10 +166,12 @@ class XtensaSession(QemuSession):
 
     program = QEMU
 
-    def __init__(self, elf: str | os.PathLike, serial: str = "tcp", **kw: object) -> None:
+    def __init__(self, elf: str | os.PathLike, serial: str = "tcp", fault: str | None = None,
+                 fault_after_lines: int = 3, start_timeout_s: float = 10.0) -> None:
         if serial not in ("tcp", "stdio"):
             raise EdgefoldError(f"the Xtensa twin's serial mode is tcp or stdio, not {serial!r}")
-        super().__init__(elf, serial=serial, **kw)
+        super().__init__(elf, serial=serial, fault=fault, fault_after_lines=fault_after_lines,
+                         start_timeout_s=start_timeout_s)
 
     def command(self, serial_arg: str, monitor: str = "none", paused: bool = False) -> list[str]:
         # sleep=off: virtual time advances only with instructions, never with host time while QEMU waits (without
@@ -210,7 +212,7 @@ class EspEyeQemuTarget(NanoQemuTarget):
 
     spec = ESP_EYE_QEMU
     budget = TWIN_BUDGET
-    session_class = XtensaSession
+    session_class: type[QemuSession] = XtensaSession
     insns_per_tick = INSNS_PER_TICK
     estimate_basis = ("lx106 instructions x CPI / 240 MHz (ESP32 LX6); CPI assumed, not measured; the LX6's MAC16, "
                       "loops, SEXT and 32x32->64 multiply would need fewer instructions")

@@ -39,7 +39,7 @@ class NanoQemuTarget(Target):
 
     spec = NANO33BLE_QEMU
     budget = TWIN_BUDGET
-    session_class = QemuSession
+    session_class: type[QemuSession] = QemuSession
     insns_per_tick = INSNS_PER_TICK
     estimate_basis = "instructions x CPI / 64 MHz (nRF52840); CPI assumed, not measured"
     default_cpi = DEFAULT_CPI
