@@ -79,8 +79,7 @@ def qemu_ipm(gen: Path, blob: bytes, res) -> tuple[int, float]:
     from edgefold.targets.protocol import BenchParser
 
     rng = np.random.default_rng(0)
-    harness.write_input_h(gen, rng.integers(-128, 128, harness.parse_model_h(gen / "model.h").input_bytes,
-                                            dtype=np.int8).tobytes())
+    harness.write_input_h(gen, rng.integers(-128, 128, res.input_bytes, dtype=np.int8).tobytes())
     srcs = [gen / "model.c", *sorted(RUNTIME_DIR.glob("*.c")), *harness.harness_sources("edgefold")]
     elf = qemu.build_elf(srcs, gen / "fw.elf", include_dirs=[gen, RUNTIME_DIR, harness.HARNESS_DIR],
                          defines={"EF_WARMUP": 1, "EF_RUNS": 3})
@@ -93,10 +92,9 @@ def qemu_ipm(gen: Path, blob: bytes, res) -> tuple[int, float]:
 
 
 def _input_bytes(blob: bytes) -> int:
-    from edgefold.compiler.codegen import reader
+    from edgefold.compiler.tflite_model import read_tflite
 
-    g = reader.read(blob)
-    return g.tensors[g.inputs[0]].nbytes
+    return read_tflite(blob).input_tensors[0].nbytes
 
 
 def main() -> None:

@@ -11,13 +11,14 @@ arena with (1-r) (activations shrink in channels only) -- a first-order model, s
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgefold.compiler.tflite_model import read_tflite_file
 from edgefold.targets.base import DeviceSpec, FitReport
 
+from edgefold.core.artifacts import BuildInput, CompressSummary
 from edgefold.core.errors import EdgefoldError
 
 KB = 1024
@@ -46,100 +47,51 @@ class DoesNotFit(EdgefoldError):
         self.report = report
 
 
-def tflite_path(build_input: Path) -> Path:
-    for name in ("model_int8.tflite", "model.tflite"):
-        if (build_input / name).is_file():
-            return build_input / name
-    cands = sorted(build_input.glob("*.tflite"))
-    if not cands:
-        raise EdgefoldError(f"{build_input}: no .tflite model (run `edgefold export` first)")
-    return cands[0]
+def tflite_path(build_input: Path | BuildInput) -> Path:
+    bi = build_input if isinstance(build_input, BuildInput) else BuildInput.open(build_input)
+    return bi.need("tflite", "run `edgefold export` first")
 
 
-def constant_bytes(blob: bytes) -> int:
-    """Bytes of constant tensor data in a .tflite (each buffer counted once)."""
-    import tflite
-
-    try:
-        model = tflite.Model.GetRootAsModel(bytes(blob), 0)
-        seen: set[int] = set()
-        total = 0
-        for s in range(model.SubgraphsLength()):
-            sg = model.Subgraphs(s)
-            for i in range(sg.TensorsLength()):
-                b = sg.Tensors(i).Buffer()
-                if b in seen or b >= model.BuffersLength():
-                    continue
-                seen.add(b)
-                buf = model.Buffers(b)
-                total += buf.DataLength() or buf.Size()
-        return total
-    except Exception as e:  # noqa: BLE001 - a corrupt file is a user error
-        raise EdgefoldError(f"not a readable .tflite: {type(e).__name__}: {e}") from None
-
-
-def _check_json_arena(build_input: Path) -> int | None:
-    p = build_input / "check.json"
-    if not p.is_file():
-        return None
-    try:
-        d = json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None
-    for path in (("tflm_arena_bytes",), ("tflm", "arena_bytes"), ("arena_bytes",), ("tflm", "arena")):
-        v: object = d
-        for k in path:
-            v = v.get(k) if isinstance(v, dict) else None
-        if isinstance(v, int) and v > 0:
-            return v
-    return None
-
-
-def tflm_arena(build_input: Path, blob: bytes | None = None, margin: float = 0.25,
-               extra: int = 4 * KB) -> tuple[int, str]:
+def tflm_arena(build_input: Path | BuildInput, margin: float = 0.25, extra: int = 4 * KB) -> tuple[int, str]:
     """TFLM arena for the board: the host measurement (check.json or measured now) plus a margin.
 
     The host interpreter is 64-bit; on a 32-bit MCU pointers are smaller, so the host figure is an upper-ish
     estimate -- the margin covers allocator alignment and per-op scratch buffers that differ by platform.
     """
-    host = _check_json_arena(build_input)
+    bi = build_input if isinstance(build_input, BuildInput) else BuildInput.open(build_input)
+    host = bi.export.tflm_arena_bytes if bi.export is not None else None
     source = "check.json (host TFLM)"
-    if host is None:
+    if not host:
         from edgefold.compiler.check.tflm import tflm_arena_bytes
 
-        host = tflm_arena_bytes(blob if blob is not None else tflite_path(build_input).read_bytes())
+        host = tflm_arena_bytes(tflite_path(bi).read_bytes())
         source = "host TFLM interpreter (measured now)"
     size = int(math.ceil(host * (1 + margin) / 16) * 16) + extra
     return size, f"{source}: {host:,} B + {int(margin * 100)}% + {extra // KB} KB"
 
 
-def footprint(build_input: Path, backend: str) -> Footprint:
-    from edgefold.targets.harness import parse_model_h
-
-    blob = tflite_path(build_input).read_bytes()
-    weights = constant_bytes(blob)
+def footprint(build_input: Path | BuildInput, backend: str) -> Footprint:
+    bi = build_input if isinstance(build_input, BuildInput) else BuildInput.open(build_input)
+    model = read_tflite_file(tflite_path(bi))
+    weights = model.constant_bytes
     if backend == "tflm":
-        arena, src = tflm_arena(build_input, blob)
-        return Footprint(weights, len(blob), arena, src)
-    model_h = build_input / "codegen" / "model.h"
-    if model_h.is_file():
-        hdr = parse_model_h(model_h)
-        return Footprint(weights, weights, hdr.arena_bytes, "codegen/model.h EF_ARENA_BYTES")
+        arena, src = tflm_arena(bi)
+        return Footprint(weights, model.size_bytes, arena, src)
+    if bi.codegen is not None:
+        return Footprint(weights, weights, bi.codegen.arena_bytes, f"{bi.files['codegen']} arena_bytes")
     # No codegen output yet: TFLM's arena is a fair stand-in for the planned one (same tensors, same lifetimes).
-    arena, src = tflm_arena(build_input, blob, margin=0.0, extra=0)
-    return Footprint(weights, weights, arena, src + " (no codegen/model.h yet)")
+    arena, src = tflm_arena(bi, margin=0.0, extra=0)
+    return Footprint(weights, weights, arena, src + " (no codegen/model.json yet)")
 
 
-def current_ratio(build_input: Path) -> float:
-    """The compression ratio the build input was made with (compress.json next to it), else 0."""
-    for p in (build_input / "compress.json", build_input.parent / "compress" / "compress.json"):
-        try:
-            r = json.loads(p.read_text()).get("ratio")
-            if isinstance(r, (int, float)):
-                return float(r)
-        except (OSError, ValueError, AttributeError):
-            continue
-    return 0.0
+def current_ratio(build_input: Path | BuildInput) -> float:
+    """The compression ratio the build input was made with (build_input.json, or the deploy folder's
+    compress/compress.json for folders written before build_input.json existed), else 0."""
+    bi = build_input if isinstance(build_input, BuildInput) else BuildInput.open(build_input)
+    if bi.path is not None and not (bi.path / BuildInput.FILE).is_file():
+        summary = bi.path.parent / "compress" / CompressSummary.FILE
+        return float(CompressSummary.read(summary).ratio) if summary.is_file() else 0.0
+    return float(bi.ratio)
 
 
 def suggest_ratio(fp: Footprint, budget: BoardBudget, spec: DeviceSpec, ratio: float) -> float | None:

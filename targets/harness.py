@@ -1,12 +1,11 @@
 """Firmware inputs the host generates for the benchmark harness (firmware/harness/): the fixed input tensor
-(input.h), the list of sources per backend, and what model.h promises (parsed back for fit checks)."""
+(input.h) and the list of sources per backend. What the model's sources promise (model id, I/O bytes, arena,
+MACs) is in the codegen manifest next to them (codegen/model.json, edgefold.core.artifacts.CodegenManifest)."""
 
 from __future__ import annotations
 
 import os
-import re
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 from edgefold.core.errors import EdgefoldError
@@ -19,67 +18,6 @@ HARNESS_DIR = FIRMWARE / "harness"
 TFLM_DIR = FIRMWARE / "tflm"
 BOARDS_DIR = FIRMWARE / "boards"
 BACKENDS = MCU_BACKENDS
-
-
-@dataclass(frozen=True)
-class ModelHeader:
-    """The #defines of a model.h (the codegen contract)."""
-
-    input_bytes: int
-    output_bytes: int
-    arena_bytes: int
-    macs: int
-    model_id: str
-
-
-def parse_model_h(path: str | os.PathLike) -> ModelHeader:
-    text = Path(path).read_text()
-    vals: dict[str, str] = dict(re.findall(r"#define\s+(EF_[A-Z_]+)\s+(.+?)\s*(?://.*|/\*.*)?$", text, re.M))
-
-    def num(key: str, depth: int = 0) -> int:
-        v = vals.get(key)
-        if v is None:
-            raise EdgefoldError(f"{path}: no #define {key} (not a model.h from `edgefold codegen`?)")
-        # integer constant expressions over other EF_ defines (e.g. EF_MODEL_MACS (EF_INPUT_BYTES * 10))
-        expr = re.sub(r"\b(\d+)[uUlL]*\b", r"\1", v)
-        if depth < 8:
-            expr = re.sub(r"\b(EF_[A-Z_]+)\b", lambda m: str(num(m.group(1), depth + 1)), expr)
-        if not re.fullmatch(r"[\d\s+\-*/()]+", expr):
-            raise EdgefoldError(f"{path}: {key} is not an integer constant ({v})")
-        return _eval_int(expr)
-
-    mid = re.fullmatch(r'"([0-9a-fA-F]{1,64})"', vals.get("EF_MODEL_ID", ""))
-    if mid is None:
-        raise EdgefoldError(f"{path}: EF_MODEL_ID must be a quoted hex string")
-    return ModelHeader(num("EF_INPUT_BYTES"), num("EF_OUTPUT_BYTES"), num("EF_ARENA_BYTES"),
-                       num("EF_MODEL_MACS"), mid.group(1).lower())
-
-
-def _eval_int(expr: str) -> int:
-    import ast
-
-    def ev(n: ast.AST) -> int:
-        if isinstance(n, ast.Expression):
-            return ev(n.body)
-        if isinstance(n, ast.Constant) and isinstance(n.value, int):
-            return n.value
-        if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub):
-            return -ev(n.operand)
-        if isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
-            a, b = ev(n.left), ev(n.right)
-            if isinstance(n.op, ast.Add):
-                return a + b
-            if isinstance(n.op, ast.Sub):
-                return a - b
-            if isinstance(n.op, ast.Mult):
-                return a * b
-            return int(a / b)  # C integer division truncates
-        raise EdgefoldError(f"not an integer constant: {expr}")
-
-    try:
-        return ev(ast.parse(expr, mode="eval"))
-    except (SyntaxError, ZeroDivisionError):
-        raise EdgefoldError(f"not an integer constant: {expr}") from None
 
 
 def default_input(n: int, seed: int = 0) -> bytes:

@@ -4,16 +4,17 @@ op resolver), and the model id the device must report back."""
 
 from __future__ import annotations
 
-import hashlib
-import math
 import shutil
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from edgefold.compiler.tflite_model import read_tflite_file
 from edgefold.targets import fit
-from edgefold.targets.harness import FIRMWARE, TFLM_DIR, ModelHeader, default_input, parse_model_h, write_input_h
+from edgefold.targets.harness import FIRMWARE, TFLM_DIR, default_input, write_input_h
 
+from edgefold.core.artifacts import BuildInput, CodegenManifest, TensorIO
 from edgefold.core.errors import EdgefoldError
 from edgefold.core.fsutil import write_text
 
@@ -25,9 +26,9 @@ class FirmwareInputs:
     gen_dir: Path  # generated headers (input.h; for tflm also model.h, ef_tflm_ops.h, the model array)
     sources: list[Path]  # model + runtime/glue sources (not the harness)
     include_dirs: list[Path]
-    header: ModelHeader
+    header: CodegenManifest  # what the model sources promise: model id, I/O bytes, arena, MACs
     input: bytes
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def input_crc(self) -> int:
@@ -45,72 +46,51 @@ def read_input(build_input: Path, n: int) -> bytes:
     return default_input(n)
 
 
-def edgefold_sources(build_input: Path) -> tuple[list[Path], list[Path], Path]:
-    """(sources, include dirs, model.h) of the micro runtime build: codegen output plus the runtime kernels."""
-    cg = build_input / "codegen"
-    model_h = cg / "model.h"
-    if not model_h.is_file():
-        raise EdgefoldError(f"{build_input}: no codegen/model.h (run `edgefold codegen` for the edgefold backend)")
+def edgefold_sources(bi: BuildInput) -> tuple[list[Path], list[Path], CodegenManifest]:
+    """(sources, include dirs, manifest) of the micro runtime build: codegen output plus the runtime kernels."""
+    manifest_path = bi.need("codegen", "run `edgefold codegen` for the edgefold backend")
+    assert bi.codegen is not None  # BuildInput.open reads the manifest it lists
+    cg = manifest_path.parent
     srcs = sorted(cg.glob("*.c"))
     incs = [cg]
     uses_runtime = any('"ef_runtime.h"' in p.read_text(errors="replace") for p in srcs + sorted(cg.glob("*.h")))
     if uses_runtime and not (cg / "ef_runtime.h").is_file():  # codegen did not copy the runtime: use the repo's
         srcs += sorted(RUNTIME_DIR.glob("*.c"))
         incs.append(RUNTIME_DIR)
-    return srcs, incs, model_h
+    return srcs, incs, bi.codegen
 
 
-def model_macs(info) -> int:
-    """Multiply-accumulates of the conv/depthwise/fully-connected ops (the bulk of any CNN/ViT here)."""
-    macs = 0
-    for op in info.ops:
-        if not op.outputs or len(op.inputs) < 2:
-            continue
-        out, w = op.outputs[0].shape, op.inputs[1].shape
-        if op.name == "CONV_2D" and len(w) == 4:
-            macs += math.prod(out) * w[1] * w[2] * w[3]
-        elif op.name == "DEPTHWISE_CONV_2D" and len(w) == 4:
-            macs += math.prod(out) * w[1] * w[2]
-        elif op.name == "FULLY_CONNECTED" and len(w) == 2:
-            macs += math.prod(out) * w[1]
-        elif op.name == "BATCH_MATMUL" and len(w) >= 2:
-            macs += math.prod(out) * op.inputs[0].shape[-1]
-    return macs
-
-
-def prepare(build_input: Path, gen_dir: Path, backend: str) -> FirmwareInputs:
+def prepare(build_input: Path | BuildInput, gen_dir: Path, backend: str) -> FirmwareInputs:
     """Write the generated headers into gen_dir and collect sources for `backend`."""
-    build_input = Path(build_input)
-    if not build_input.is_dir():
-        raise EdgefoldError(f"build input {build_input} is not a folder (run `edgefold export` first)")
+    bi = build_input if isinstance(build_input, BuildInput) else BuildInput.open(build_input)
+    assert bi.path is not None
     gen_dir.mkdir(parents=True, exist_ok=True)
     if backend == "edgefold":
-        srcs, incs, model_h = edgefold_sources(build_input)
-        hdr = parse_model_h(model_h)
-        data = read_input(build_input, hdr.input_bytes)
+        srcs, incs, manifest = edgefold_sources(bi)
+        data = read_input(bi.path, manifest.input_bytes)
         write_input_h(gen_dir, data)
-        return FirmwareInputs(gen_dir, srcs, [gen_dir, *incs], hdr, data)
+        return FirmwareInputs(gen_dir, srcs, [gen_dir, *incs], manifest, data)
     if backend != "tflm":
         raise EdgefoldError(f"unknown backend {backend!r} (edgefold, tflm)")
-    return _prepare_tflm(build_input, gen_dir)
+    return _prepare_tflm(bi, gen_dir)
 
 
-def _prepare_tflm(build_input: Path, gen_dir: Path) -> FirmwareInputs:
-    from edgefold.compiler.check.coverage import check_coverage, read_model
+def _prepare_tflm(bi: BuildInput, gen_dir: Path) -> FirmwareInputs:
+    from edgefold.compiler.check.coverage import check_coverage
 
-    tfl = fit.tflite_path(build_input)
-    blob = tfl.read_bytes()
-    info = read_model(blob)
+    assert bi.path is not None
+    tfl = fit.tflite_path(bi)
+    info = read_tflite_file(tfl)
     cov = check_coverage(info, "tflm")  # raises naming the op TFLM cannot run
     if len(info.inputs) != 1 or len(info.outputs) != 1:
         raise EdgefoldError("the benchmark harness drives models with one input and one output tensor")
-    for t, what in ((info.inputs[0], "input"), (info.outputs[0], "output")):
-        if t.dtype != "INT8":
-            raise EdgefoldError(f"model {what} is {t.dtype}; the MCU harness needs a full-integer (int8) model")
-    n_in, n_out = math.prod(info.inputs[0].shape), math.prod(info.outputs[0].shape)
-    arena, arena_src = fit.tflm_arena(build_input, blob)
-    model_id = hashlib.sha256(blob).hexdigest()[:16]
-    macs = model_macs(info)
+    tin, tout = info.input_tensors[0], info.output_tensors[0]
+    for t, what in ((tin, "input"), (tout, "output")):
+        if t.dtype != "int8":
+            raise EdgefoldError(f"model {what} is {t.type_name}; the MCU harness needs a full-integer (int8) model")
+    n_in, n_out = tin.size, tout.size
+    arena, arena_src = fit.tflm_arena(bi)
+    model_id, macs = info.model_id, info.macs
     write_text(gen_dir / "model.h", (
         "/* Generated by edgefold for the tflm backend (same contract as the codegen's model.h). */\n"
         "#ifndef EF_MODEL_H\n#define EF_MODEL_H\n#include <stdint.h>\n"
@@ -128,18 +108,23 @@ def _prepare_tflm(build_input: Path, gen_dir: Path) -> FirmwareInputs:
         "static inline int ef_tflm_register(tflite::MicroMutableOpResolver<EF_TFLM_NUM_OPS> &r) {\n"
         f"{calls}    return 0;\n}}\n#endif\n"))
     # The export's C array when present (same symbol names), else made here from the .tflite.
-    src_c, src_h = build_input / "model_int8_tflite.c", build_input / "model_int8_tflite.h"
-    if src_c.is_file() and src_h.is_file():
+    src_c, src_h = bi.file("c_array_source"), bi.file("c_array_header")
+    if src_c is not None and src_h is not None:
         shutil.copyfile(src_h, gen_dir / "model_int8_tflite.h")
         shutil.copyfile(src_c, gen_dir / "model_int8_tflite.c")
     else:
         from edgefold.compiler.export.carray import tflite_to_c
 
-        h, c = tflite_to_c(blob)
+        h, c = tflite_to_c(tfl.read_bytes())
         write_text(gen_dir / "model_int8_tflite.h", h)
         write_text(gen_dir / "model_int8_tflite.c", c)
-    hdr = ModelHeader(n_in, n_out, arena, macs, model_id)
-    data = read_input(build_input, n_in)
+    hdr = CodegenManifest(model_id=model_id, arena_bytes=arena, weights_bytes=info.constant_bytes, macs=macs,
+                          input=TensorIO(list(tin.shape), tin.dtype, n_in, tin.scale, tin.zero_point),
+                          output=TensorIO(list(tout.shape), tout.dtype, n_out, tout.scale, tout.zero_point),
+                          backend="tflm", ops=[op.name for op in info.ops], symbols={"run": "ef_model_run"},
+                          files=["model.h", "ef_tflm_ops.h", "model_int8_tflite.h", "model_int8_tflite.c"])
+    hdr.write(gen_dir / CodegenManifest.FILE)
+    data = read_input(bi.path, n_in)
     write_input_h(gen_dir, data)
     return FirmwareInputs(gen_dir, [gen_dir / "model_int8_tflite.c", TFLM_DIR / "ef_tflm.cpp"], [gen_dir, TFLM_DIR],
                           hdr, data, extra={"tflm_ops": cov.resolver, "arena_source": arena_src})

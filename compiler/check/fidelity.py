@@ -64,14 +64,14 @@ def onnx_outputs(blob: bytes, x: torch.Tensor, batch: int = 64) -> np.ndarray:
 
 def _io_params(blob: bytes) -> tuple[tuple[float, int], tuple[float, int], int]:
     """(input scale, zero point), (output scale, zero point), input rank of an int8 .tflite."""
-    from edgefold.compiler.check.coverage import read_model
+    from edgefold.compiler.tflite_model import read_tflite
 
-    info = read_model(blob)
-    tin, tout = info.inputs[0], info.outputs[0]
-    if tin.dtype != "INT8" or tout.dtype != "INT8" or not tin.scale or not tout.scale:
-        raise EdgefoldError(f"expected a full-integer int8 .tflite, got {tin.dtype} input / {tout.dtype} output")
-    zi, zo = (tin.zero_point or [0])[0], (tout.zero_point or [0])[0]
-    return (float(tin.scale[0]), int(zi)), (float(tout.scale[0]), int(zo)), len(tin.shape)
+    info = read_tflite(blob)
+    tin, tout = info.input_tensors[0], info.output_tensors[0]
+    if tin.dtype != "int8" or tout.dtype != "int8" or not tin.scale or not tout.scale:
+        raise EdgefoldError(f"expected a full-integer int8 .tflite, got {tin.type_name} input / {tout.type_name} "
+                            "output")
+    return (tin.scale, tin.zero_point), (tout.scale, tout.zero_point), len(tin.shape)
 
 
 io_params = _io_params  # public name (edgefold.pipeline uses it)

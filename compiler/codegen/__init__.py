@@ -1,6 +1,9 @@
 """`.tflite` (full-integer) -> C for the edgefold micro runtime (firmware/runtime): static arena, const weights.
 
-    result = generate(tflite_bytes, out_dir)   # writes model.c, model.h
+    manifest = generate(tflite_bytes, out_dir)   # writes model.c, model.h and model.json (the manifest)
+
+model.json (edgefold.core.artifacts.CodegenManifest) states what model.c / model.h promise: model id, arena and
+weight bytes, MACs, I/O shapes and quantisation, ops, symbols. The targets read it instead of model.h.
 
 SUPPORTED_OPS maps every TFLite builtin the runtime implements to the highest op version it accepts; the export
 stage's coverage gate reads it.
@@ -8,12 +11,16 @@ stage's coverage gate reads it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
 from pathlib import Path
 
-from edgefold.compiler.codegen import emit, planner, reader
-from edgefold.compiler.codegen.lower import Lowerer, UnsupportedOp
+from edgefold.compiler.codegen import emit, planner
+from edgefold.compiler.codegen.lower import Lowered, Lowerer, UnsupportedOp
+from edgefold.compiler.codegen.planner import Plan
+from edgefold.compiler.tflite_model import Tensor, TfliteModel, read_tflite
 
+from edgefold.core.artifacts import CodegenManifest, TensorIO
+from edgefold.core.errors import EdgefoldError
 from edgefold.core.fsutil import ensure_dir, write_text
 from edgefold.core.resources import firmware_dir
 
@@ -25,34 +32,38 @@ SUPPORTED_OPS: dict[str, int] = {
 }
 
 RUNTIME_DIR = firmware_dir() / "runtime"
+SYMBOLS = {"run": "ef_model_run"}  # model.h: int ef_model_run(const int8_t *input, int8_t *output)
 
-__all__ = ["SUPPORTED_OPS", "RUNTIME_DIR", "CodegenResult", "UnsupportedOp", "generate", "lower"]
-
-
-@dataclass
-class CodegenResult:
-    arena_bytes: int
-    weights_bytes: int
-    ops: list[str]
-    macs: int
-    model_id: str = ""
-    files: tuple[Path, ...] = ()
+__all__ = ["SUPPORTED_OPS", "RUNTIME_DIR", "UnsupportedOp", "generate", "lower"]
 
 
-def lower(tflite_bytes: bytes):
-    """Parse, lower and plan: (graph, lowered, plan)."""
-    g = reader.read(tflite_bytes)
+def lower(tflite: bytes | TfliteModel) -> tuple[TfliteModel, Lowered, Plan]:
+    """Parse, lower and plan: (model, lowered, plan)."""
+    g = tflite if isinstance(tflite, TfliteModel) else read_tflite(tflite)
+    if g.subgraphs > 1:
+        raise EdgefoldError("models with more than one subgraph (control flow) are not supported by the edgefold "
+                            "runtime")
     lw = Lowerer(g).run(SUPPORTED_OPS)
     plan = planner.plan(lw.buffers, lw.overlaps)
     return g, lw, plan
 
 
-def generate(tflite_bytes: bytes, out_dir: str | Path) -> CodegenResult:
-    """Write model.c and model.h for `tflite_bytes` into out_dir (atomically). Raises UnsupportedOp (an
-    EdgefoldError naming the op) when the model needs a kernel the runtime lacks."""
-    g, lw, plan = lower(tflite_bytes)
+def _io(t: Tensor) -> TensorIO:
+    return TensorIO(list(t.shape), t.dtype, t.nbytes, t.scale, t.zero_point)
+
+
+def generate(tflite: bytes | TfliteModel, out_dir: str | os.PathLike[str]) -> CodegenManifest:
+    """Write model.c, model.h and model.json for the model into out_dir (each atomically). Raises UnsupportedOp
+    (an EdgefoldError naming the op) when the model needs a kernel the runtime lacks; then nothing is written."""
+    g, lw, plan = lower(tflite)
     weights = sum(c.values.nbytes for c in lw.consts)
     c_src, h_src = emit.render(g, lw, plan, weights)
+    manifest = CodegenManifest(model_id=g.model_id, arena_bytes=max(16, plan.arena_bytes), weights_bytes=weights,
+                               macs=g.macs, input=_io(g.input_tensors[0]), output=_io(g.output_tensors[0]),
+                               backend="edgefold", ops=[op.name for op in g.ops], symbols=dict(SYMBOLS),
+                               files=["model.c", "model.h"])
     out = ensure_dir(out_dir)
-    files = (write_text(out / "model.c", c_src), write_text(out / "model.h", h_src))
-    return CodegenResult(max(16, plan.arena_bytes), weights, [op.name for op in g.ops], lw.macs, g.model_id, files)
+    write_text(out / "model.c", c_src)
+    write_text(out / "model.h", h_src)
+    manifest.write(out / CodegenManifest.FILE)
+    return manifest

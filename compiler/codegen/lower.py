@@ -3,7 +3,7 @@ block, plus the buffers the arena planner must place (activations, kernel scratc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import tflite
@@ -16,7 +16,7 @@ from edgefold.compiler.codegen.quant import (
     quantize_multiplier,
     quantize_multiplier_smaller_than_one,
 )
-from edgefold.compiler.codegen.reader import Graph, Op, Tensor
+from edgefold.compiler.tflite_model import Op, Tensor, TfliteModel
 
 from edgefold.core.errors import EdgefoldError
 
@@ -51,7 +51,6 @@ class Step:
     fields: dict
     args: list[Ref]
     op: str
-    macs: int = 0
 
 
 @dataclass
@@ -63,16 +62,16 @@ class Lowered:
     storage: dict[int, int] = field(default_factory=dict)  # tensor -> storage root tensor
     input_root: int = -1
     output_root: int = -1
-    macs: int = 0
 
 
 CTYPE = {"int8": "int8_t", "int32": "int32_t", "float32": "float"}
 
 
 class Lowerer:
-    def __init__(self, g: Graph):
+    def __init__(self, g: TfliteModel):
         self.g = g
-        self.T = g.tensors
+        # own copies: constant folding below rewrites tensors, and the parsed model may be shared with other readers
+        self.T = [replace(t) for t in g.tensors]
         self.out = Lowered()
         self.consumers: dict[int, list[int]] = {}
         for op in g.ops:
@@ -125,7 +124,6 @@ class Lowerer:
 
     def add_step(self, s: Step) -> int:
         self.out.steps.append(s)
-        self.out.macs += s.macs
         return len(self.out.steps) - 1
 
     # --- graph passes -----------------------------------------------------------------------------------
@@ -222,7 +220,7 @@ class Lowerer:
             self.need(op, as_conv or w.shape[3] == c, "grouped convolution")
             fn = "ef_conv_2d"
             args.append(self.scratch(step, 2 * 2 * k))
-        self.add_step(Step(fn, "ef_conv_params", fields, args, op.name, oh * ow * oc * k))
+        self.add_step(Step(fn, "ef_conv_params", fields, args, op.name))
         self.window_overlap(op, xi, op.outputs[0], h, wd, c, oh, ow, oc, sh, sw, pad_t, pad_l)
 
     def window_overlap(self, op, xi, yi, h, w, c, oh, ow, oc, sh, sw, pad_t, pad_l) -> None:
@@ -264,7 +262,7 @@ class Lowerer:
                       shift=self.const(np.array(shift), "int32_t", f"sh{op.index}"))
         step = len(self.out.steps)
         args = [self.ref(xi), self.ref(op.outputs[0]), self.scratch(step, 2 * 2 * ic)]
-        self.add_step(Step("ef_fully_connected", "ef_fc_params", fields, args, op.name, batches * oc * ic))
+        self.add_step(Step("ef_fully_connected", "ef_fc_params", fields, args, op.name))
 
     def bcast(self, op: Op, a: Tensor, b: Tensor, y: Tensor) -> dict:
         nd = len(y.shape)
@@ -469,15 +467,14 @@ class Lowerer:
                  rhs_col_stride=inner if adj_y else 1, lhs_offset=0, rhs_offset=0, out_offset=0, mult=0, shift=0,
                  act_min=-128, act_max=127)
         args = [self.ref(li), self.ref(ri), self.ref(yi)]
-        macs = lb * rows * cols * inner
         if y.dtype == "float32":
             self.need(op, lt.dtype == rt.dtype == "float32", "mixed types")
-            self.add_step(Step("ef_batch_matmul_f32", "ef_bmm_params", f, args, op.name, macs))
+            self.add_step(Step("ef_batch_matmul_f32", "ef_bmm_params", f, args, op.name))
             return
         self.int8_io(op, li, ri, yi)
         m, s = quantize_multiplier(float(lt.scale) * float(rt.scale) / float(y.scale))
         f.update(lhs_offset=-lt.zero_point, rhs_offset=-rt.zero_point, out_offset=y.zero_point, mult=m, shift=s)
-        self.add_step(Step("ef_batch_matmul", "ef_bmm_params", f, args, op.name, macs))
+        self.add_step(Step("ef_batch_matmul", "ef_bmm_params", f, args, op.name))
 
     def concatenation(self, op: Op) -> None:
         yi = op.outputs[0]

@@ -127,7 +127,8 @@ def export_all(model: nn.Module, input_shape: tuple[int, ...], out_dir: str | os
 def _export(model: nn.Module, shape: tuple[int, ...], out_dir: str | os.PathLike | None, fmts: list[str],
             calib_t: torch.Tensor, target_backend: str, check: bool, label: str,
             on_stage: Callable[[str], None] | None, onnx_opset: int | None = None) -> ExportReport:
-    from edgefold.compiler.check.coverage import check_coverage, read_model
+    from edgefold.compiler.check.coverage import check_coverage
+    from edgefold.compiler.tflite_model import read_tflite
 
     if out_dir is not None:
         from edgefold.core.fsutil import ensure_dir
@@ -162,12 +163,10 @@ def _export(model: nn.Module, shape: tuple[int, ...], out_dir: str | os.PathLike
         blobs["tflite-int8"] = export_tflite_int8(model, example, calib_t)
         report.seconds["tflite-int8"] = time.perf_counter() - t0
         t0 = stage(f"op coverage ({target_backend})")
-        info = read_model(blobs["tflite-int8"])
+        info = read_tflite(blobs["tflite-int8"])
         report.coverage = check_coverage(info, target_backend)
         report.ops = info.op_versions()
-        report.tflite_io = {kind: {"name": t.name, "dtype": t.dtype, "shape": t.shape, "scale": t.scale,
-                                   "zero_point": t.zero_point}
-                            for kind, t in (("input", info.inputs[0]), ("output", info.outputs[0]))}
+        report.tflite_io = info.io()
         report.flags = list(report.coverage.flags)
         report.seconds["coverage"] = time.perf_counter() - t0
     files = {FILES[f]: (f, blobs[f]) for f in fmts}

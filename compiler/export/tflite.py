@@ -233,18 +233,19 @@ def convert_int8(model: nn.Module, example_input: torch.Tensor, calib_data: torc
 
 def check_full_integer(blob: bytes, model: nn.Module | None = None) -> None:
     """Fail, naming the ops and layers, if the model is not full-integer int8 (float I/O or ops left in float)."""
-    from edgefold.compiler.check.coverage import read_model
+    from edgefold.compiler.tflite_model import read_tflite
 
-    info = read_model(blob)
-    for kind, t in (("input", info.inputs[0]), ("output", info.outputs[0])):
-        if t.dtype != "INT8":
-            raise EdgefoldError(f"TFLite export produced a {t.dtype} model {kind} ({t.name}); full-integer needs int8")
+    info = read_tflite(blob)
+    for kind, t in (("input", info.input_tensors[0]), ("output", info.output_tensors[0])):
+        if t.dtype != "int8":
+            raise EdgefoldError(f"TFLite export produced a {t.type_name} model {kind} ({t.name}); full-integer "
+                                "needs int8")
     modules = dict(model.named_modules()) if model is not None else {}
     float_layers: dict[str, list[str]] = {}
     for op in info.ops:
         if op.name in ("QUANTIZE", "DEQUANTIZE", "RESHAPE"):
             continue  # the boundaries of a float island, not its cause
-        if any(t.dtype in ("FLOAT32", "FLOAT16") for t in op.inputs + op.outputs):
+        if any(t.dtype in ("float32", "float16") for t in info.op_inputs(op) + info.op_outputs(op)):
             layer = op.layer
             if layer in modules:
                 layer = f"{layer} ({type(modules[layer]).__name__})"

@@ -6,16 +6,8 @@ import os
 
 import pytest
 import torch
-from edgefold.compiler.check.coverage import (
-    TFLM_OPS,
-    ModelInfo,
-    OpInfo,
-    TensorInfo,
-    backend_ops,
-    check_coverage,
-    layer_from_tensor_name,
-    read_model,
-)
+from edgefold.compiler.check.coverage import TFLM_OPS, backend_ops, check_coverage
+from edgefold.compiler.tflite_model import Op, Tensor, TfliteModel, layer_from_tensor_name, op_layer, read_tflite
 from torch import nn
 
 from edgefold.core.errors import EdgefoldError
@@ -44,11 +36,11 @@ def float_nchw():
 
 
 def test_reads_ops_and_versions(float_nchw):
-    info = read_model(float_nchw)
+    info = read_tflite(float_nchw)
     ops = info.op_versions()
     assert {"CONV_2D", "SIN", "TRANSPOSE"} <= set(ops)
     assert all(isinstance(v, int) and v >= 1 for v in ops.values())
-    assert info.inputs[0].shape == [1, 3, 8, 8] and info.inputs[0].dtype == "FLOAT32"
+    assert info.input_tensors[0].shape == (1, 3, 8, 8) and info.input_tensors[0].type_name == "FLOAT32"
 
 
 def test_uncovered_op_is_named_with_its_layer(float_nchw):
@@ -61,20 +53,16 @@ def test_uncovered_op_is_named_with_its_layer(float_nchw):
 
 
 def test_transpose_next_to_conv_is_flagged(float_nchw):
-    info = read_model(float_nchw)
+    info = read_tflite(float_nchw)
     info.ops = [op for op in info.ops if op.name != "SIN"]  # gate the rest; flags are what we look at
     report = check_coverage(info, "tflm")
     assert report.flags and all("TRANSPOSE" in f and "CONV_2D" in f for f in report.flags)
     assert "AddTranspose" in report.resolver and report.status == "covered"
 
 
-def _t(i: int, name: str) -> TensorInfo:
-    return TensorInfo(i, name, "INT8", [1, 4])
-
-
 def test_version_gate_and_unknown_backend():
-    info = ModelInfo([OpInfo(0, "CONV_2D", 99, [_t(0, "in")], [_t(1, "Wrapper/pkg.Net_wrapped/x.Conv2d_stem;1")])],
-                     [_t(0, "in")], [_t(1, "out")])
+    t = [Tensor(0, "in", (1, 4), "int8"), Tensor(1, "Wrapper/pkg.Net_wrapped/x.Conv2d_stem;1", (1, 4), "int8")]
+    info = TfliteModel(t, [Op(0, "CONV_2D", 99, [0], [1], layer=op_layer([t[1]], [t[0]]))], [0], [1], "0" * 16)
     table = backend_ops("edgefold")
     if table is not None and "CONV_2D" in table:
         with pytest.raises(EdgefoldError, match=r"CONV_2D version 99 \(from layer 'stem'\)"):

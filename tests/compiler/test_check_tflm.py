@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 from edgefold.compiler.check import tflm
-from edgefold.compiler.check.coverage import read_model
 from edgefold.compiler.check.fidelity import dequantize_output, quantize_input
 from edgefold.compiler.export.tflite import export_tflite_int8
+from edgefold.compiler.tflite_model import read_tflite
 from torch import nn
 
 from edgefold.core.errors import EdgefoldError
@@ -24,20 +24,20 @@ def conv():
 
 def test_single_conv_is_one_op_nhwc_both_ends(conv):
     _, _, blob = conv
-    info = read_model(blob)
+    info = read_tflite(blob)
     assert [op.name for op in info.ops] == ["CONV_2D"]  # ReLU fused, no TRANSPOSE at either end
-    assert info.inputs[0].shape == [1, 16, 16, 3] and info.outputs[0].shape == [1, 16, 16, 8]
+    assert info.input_tensors[0].shape == (1, 16, 16, 3) and info.output_tensors[0].shape == (1, 16, 16, 8)
 
 
 def test_invoke_matches_float_conv(conv):
     model, calib, blob = conv
-    info = read_model(blob)
+    info = read_tflite(blob)
     x = calib[:5]
-    xq = quantize_input(x, info.inputs[0].scale[0], info.inputs[0].zero_point[0])
+    xq = quantize_input(x, info.input_tensors[0].scale, info.input_tensors[0].zero_point)
     y = tflm.tflm_invoke(blob, xq)
     assert y.dtype == np.int8 and y.shape == (5, 16, 16, 8)
     assert np.array_equal(y, tflm.tflm_invoke(blob, xq))  # deterministic
-    so, zo = info.outputs[0].scale[0], info.outputs[0].zero_point[0]
+    so, zo = info.output_tensors[0].scale, info.output_tensors[0].zero_point
     with torch.no_grad():
         ref = model(x).numpy()
     err = np.abs(dequantize_output(y, so, zo) - ref)

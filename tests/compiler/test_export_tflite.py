@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 from edgefold.compiler import data, zoo
-from edgefold.compiler.check.coverage import check_coverage, read_model
+from edgefold.compiler.check.coverage import check_coverage
 from edgefold.compiler.check.fidelity import check_fidelity, dequantize_output, quantize_input, tflite_outputs
 from edgefold.compiler.check.tflm import tflm_invoke
 from edgefold.compiler.export.tflite import check_calibration, export_tflite_int8
+from edgefold.compiler.tflite_model import read_tflite
 from export_nets import TINY_SHAPE, trained_tiny
 
 from edgefold.core.errors import EdgefoldError
@@ -31,25 +32,26 @@ def tiny():
 
 def test_resnet8_is_full_integer_nhwc(resnet8_blob):
     _, blob = resnet8_blob
-    info = read_model(blob)
-    assert info.inputs[0].dtype == "INT8" and info.inputs[0].shape == [1, 32, 32, 3]  # NHWC
-    assert info.outputs[0].dtype == "INT8" and info.outputs[0].shape == [1, 10]
+    info = read_tflite(blob)
+    assert info.input_tensors[0].type_name == "INT8" and info.input_tensors[0].shape == (1, 32, 32, 3)  # NHWC
+    assert info.output_tensors[0].type_name == "INT8" and info.output_tensors[0].shape == (1, 10)
     for op in info.ops:
-        assert all(t.dtype in ("INT8", "INT32") for t in op.inputs + op.outputs), op.name
+        assert all(t.type_name in ("INT8", "INT32") for t in info.op_inputs(op) + info.op_outputs(op)), op.name
     assert "TRANSPOSE" not in info.op_versions() and "GATHER" not in info.op_versions()
     assert check_coverage(info, "tflm").flags == []
 
 
 def test_resnet8_weights_per_channel_bias_int32(resnet8_blob):
     _, blob = resnet8_blob
-    convs = [op for op in read_model(blob).ops if op.name in ("CONV_2D", "FULLY_CONNECTED")]
+    info = read_tflite(blob)
+    convs = [op for op in info.ops if op.name in ("CONV_2D", "FULLY_CONNECTED")]
     assert len(convs) == 10  # 7 3x3/1x1 convs + 2 shortcut... every conv and the classifier
     for op in convs:
-        weight, bias = op.inputs[1], op.inputs[2]
-        assert weight.dtype == "INT8" and weight.is_const
-        assert len(weight.scale) == weight.shape[0]  # one scale per output channel
-        assert all(z == 0 for z in weight.zero_point)  # symmetric
-        assert bias.dtype == "INT32" and len(bias.scale) == weight.shape[0]
+        weight, bias = info.op_inputs(op)[1], info.op_inputs(op)[2]
+        assert weight.type_name == "INT8" and weight.is_const
+        assert len(weight.scales) == weight.shape[0]  # one scale per output channel
+        assert all(z == 0 for z in weight.zero_points)  # symmetric
+        assert bias.type_name == "INT32" and len(bias.scales) == weight.shape[0]
 
 
 def test_resnet8_coverage_and_layers(resnet8_blob):
@@ -57,7 +59,7 @@ def test_resnet8_coverage_and_layers(resnet8_blob):
     cov = check_coverage(blob, "tflm")
     assert cov.status == "covered" and set(cov.ops) == {"ADD", "CONV_2D", "FULLY_CONNECTED", "MEAN", "PAD"}
     assert "AddConv2D" in cov.resolver and "AddFullyConnected" in cov.resolver
-    layers = {op.layer for op in read_model(blob).ops}
+    layers = {op.layer for op in read_tflite(blob).ops}
     assert "layers.1.shortcut.0" in layers and "fc" in layers or "layers.1.conv1" in layers
     edge = check_coverage(blob, "edgefold")  # the runtime's table, when codegen is installed
     assert edge.status in ("covered", "unknown")
@@ -79,15 +81,15 @@ def test_tiny_fidelity_litert_and_tflm(tiny):
 def test_tflm_matches_litert(tiny):
     _, blob = tiny
     test = data.load(TINY_SHAPE, "test")
-    info = read_model(blob)
-    xq = quantize_input(test.x[:60], info.inputs[0].scale[0], info.inputs[0].zero_point[0])
+    info = read_tflite(blob)
+    xq = quantize_input(test.x[:60], info.input_tensors[0].scale, info.input_tensors[0].zero_point)
     y_tflm = tflm_invoke(blob, xq)
     # TFLM ports TFLite's reference kernels; its int8 MEAN rounds differently in rare cases (measured: 1 LSB on
     # ~0.3% of outputs), so: (almost) bit-exact with LiteRT's reference resolver
     diff = np.abs(y_tflm.astype(int) - tflite_outputs(blob, test.x[:60], reference=True, raw=True).astype(int))
     assert diff.max() <= 1 and (diff == 0).mean() >= 0.97
     # the optimised kernels (XNNPACK) round differently: within a couple of output quanta
-    so, zo = info.outputs[0].scale[0], info.outputs[0].zero_point[0]
+    so, zo = info.output_tensors[0].scale, info.output_tensors[0].zero_point
     assert np.abs(dequantize_output(y_tflm, so, zo) - tflite_outputs(blob, test.x[:60])).max() <= 2.01 * so
 
 
@@ -111,7 +113,7 @@ def _fused_activation(blob: bytes, op_index: int) -> int:
     sg = tflite.Model.GetRootAsModel(blob, 0).Subgraphs(0)
     raw = sg.Operators(op_index)
     opts = {"CONV_2D": tflite.Conv2DOptions, "DEPTHWISE_CONV_2D": tflite.DepthwiseConv2DOptions}
-    name = read_model(blob).ops[op_index].name
+    name = read_tflite(blob).ops[op_index].name
     o = opts[name]()
     table = raw.BuiltinOptions()
     o.Init(table.Bytes, table.Pos)
@@ -125,21 +127,23 @@ def test_relu6_is_fused_with_its_own_range():
                                 torch.nn.Conv2d(8, 8, 3, padding=1, groups=8), torch.nn.ReLU6()).eval()
     calib = data.calibration_batch(TINY_SHAPE, 32) * 3
     blob = export_tflite_int8(model, calib[:1], calib)
-    ops = read_model(blob).ops
+    info = read_tflite(blob)
+    ops = info.ops
     assert [op.name for op in ops] == ["DEPTHWISE_CONV_2D", "DEPTHWISE_CONV_2D"]  # 1 input channel: depthwise
     import tflite
 
     for op in ops:
         assert _fused_activation(blob, op.index) == tflite.ActivationFunctionType.RELU6
-        out = op.outputs[0]
-        assert out.zero_point == [-128]  # int8 code -128 is 0.0: no codes wasted on negatives
-        assert out.scale[0] * 255 <= 6.0 + 1e-3
+        out = info.op_outputs(op)[0]
+        assert list(out.zero_points) == [-128]  # int8 code -128 is 0.0: no codes wasted on negatives
+        assert out.scale * 255 <= 6.0 + 1e-3
 
 
 def test_reused_relu_module_keeps_residual_add_int8():
     """Blocks that call one `self.relu` twice (ResNet-18's identity blocks): the residual ADD must be int8."""
     model = zoo.ResNet([8], [2], in_ch=1).eval()
     calib = data.calibration_batch(TINY_SHAPE, 16)
-    info = read_model(export_tflite_int8(model, calib[:1], calib))
+    info = read_tflite(export_tflite_int8(model, calib[:1], calib))
     adds = [op for op in info.ops if op.name == "ADD"]
-    assert len(adds) == 2 and all(t.dtype == "INT8" for op in adds for t in op.inputs + op.outputs)
+    assert len(adds) == 2
+    assert all(t.type_name == "INT8" for op in adds for t in info.op_inputs(op) + info.op_outputs(op))

@@ -53,10 +53,9 @@ def zoo_blob(name: str, fold_ratio: float | None = None) -> bytes:
 
 
 def io_params(blob: bytes) -> tuple[float, int, tuple[int, ...]]:
-    from edgefold.compiler.codegen import reader
+    from edgefold.compiler.tflite_model import read_tflite
 
-    g = reader.read(blob)
-    t = g.tensors[g.inputs[0]]
+    t = read_tflite(blob).input_tensors[0]
     return t.scale, t.zero_point, t.shape
 
 

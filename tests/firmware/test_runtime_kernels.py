@@ -29,12 +29,12 @@ def _inputs(blob: bytes, seed: int) -> np.ndarray:
 
 
 def _compare(model: nn.Module, shape: tuple[int, ...], seed: int, expect_op: str) -> None:
-    from edgefold.compiler.codegen import reader
+    from edgefold.compiler.tflite_model import read_tflite
 
     torch.manual_seed(seed)
     model = model.eval()
     blob = export(model, shape, _calib(seed, shape))
-    ops = {op.name for op in reader.read(blob).ops}
+    ops = {op.name for op in read_tflite(blob).ops}
     assert expect_op in ops, f"exporter produced {ops}, not {expect_op}"
     x = _inputs(blob, seed)
     ref = tflm(blob, x)

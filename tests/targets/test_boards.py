@@ -27,7 +27,7 @@ TINY = HERE / "data" / "tiny_int8.tflite"
 def build_input(tmp_path_factory):
     bi = tmp_path_factory.mktemp("bi") / "build-input"
     (bi / "codegen").mkdir(parents=True)
-    for f in ("model.c", "model.h"):
+    for f in ("model.c", "model.h", "model.json"):
         shutil.copy(HERE / "c" / f, bi / "codegen" / f)
     shutil.copy(TINY, bi / "model_int8.tflite")
     return bi

@@ -45,6 +45,7 @@ def test_too_big_for_the_nrf52840_is_refused_by_the_linker(tmp_path):
     (bi / "codegen").mkdir(parents=True)
     shutil.copy(TINY, bi / "model_int8.tflite")
     shutil.copy(HERE / "c" / "model.h", bi / "codegen" / "model.h")
+    shutil.copy(HERE / "c" / "model.json", bi / "codegen" / "model.json")
     src = (HERE / "c" / "model.c").read_text()
     # 1.1 MB of "weights" the model really reads: more than the 983,040 bytes after the bootloader
     src = src.replace("static int32_t arena", "static const int8_t big[1100000] = {1};\nstatic int32_t arena")

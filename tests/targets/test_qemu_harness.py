@@ -35,7 +35,7 @@ def build(tmp_path_factory):
     root = tmp_path_factory.mktemp("twin")
     bi = root / "build-input"
     (bi / "codegen").mkdir(parents=True)
-    for f in ("model.c", "model.h"):
+    for f in ("model.c", "model.h", "model.json"):
         shutil.copy(HERE / "c" / f, bi / "codegen" / f)
     t = qemu.NanoQemuTarget()
     return t.build(bi, root / "build", "edgefold", runs=4, warmup=1)

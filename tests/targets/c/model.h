@@ -1,5 +1,5 @@
-/* Hand-written stand-in for the codegen's model.h (same contract): a checksum-like "model" whose output
- * the test recomputes in Python. */
+/* Hand-written stand-in for the codegen's model.h (same contract; model.json next to it states the same
+ * figures): a checksum-like "model" whose output the test recomputes in Python. */
 #ifndef EF_MODEL_H
 #define EF_MODEL_H
 #include <stdint.h>
