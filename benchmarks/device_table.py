@@ -25,9 +25,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from edgefold.api import DeployConfig, bench, deploy
 from edgefold.core.errors import EdgefoldError
 from edgefold.core.fsutil import write_json
-from edgefold.pipeline import DeployConfig, bench, deploy
 
 ESP32_CLOCK_HZ = 240_000_000
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,14 +54,15 @@ def main() -> None:
                 try:
                     row[target] = deploy(DeployConfig(target=target, model=a.model, weights=a.weights,
                                                       method=a.method, ratio=r, repair=a.repair, runs=runs, warmup=2,
-                                                      out=Path(tmp) / f"{target}-{r:g}"))
+                                                      out=Path(tmp) / f"{target}-{r:g}")).to_dict()
                 except EdgefoldError as e:  # one target failing must not hide the others' figures
                     row[target] = {"error": str(e)}
                 console.print(f"r={r:g} {target}: {time.perf_counter() - t0:.1f} s"
                               + (f" [red]failed[/red]: {row[target]['error']}" if "error" in row[target] else ""))
             # the ESP-EYE's Xtensa twin measures the very build input the Cortex-M4 twin ran
             try:
-                row["esp-eye-qemu"] = bench("esp-eye-qemu", Path(tmp) / f"nano33ble-qemu-{r:g}", runs=a.runs, warmup=2)
+                row["esp-eye-qemu"] = bench("esp-eye-qemu", Path(tmp) / f"nano33ble-qemu-{r:g}", runs=a.runs,
+                                            warmup=2).to_dict()
             except EdgefoldError as e:
                 row["esp-eye-qemu"] = {"error": str(e)}
             rows.append(row)

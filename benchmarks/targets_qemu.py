@@ -24,8 +24,8 @@ from edgefold.targets.qemu import NanoQemuTarget
 from edgefold.targets.registry import spec
 from rich.console import Console
 
+from edgefold.api import DeployConfig, bench, deploy
 from edgefold.core.errors import DeviceError
-from edgefold.pipeline import DeployConfig, bench, deploy
 
 PORTABLE = "nano33ble-qemu -DEF_NO_DSP"
 
@@ -68,11 +68,11 @@ def main() -> None:
         for r in [float(x) for x in a.ratios.split(",")]:
             run_dir = root / f"{model}-r{r:g}"
             first = deploy(DeployConfig(target=targets[0], model=model, method=a.method, ratio=r, repair="ar",
-                                        runs=3, warmup=1, out=run_dir))
+                                        runs=3, warmup=1, out=run_dir)).to_dict()
             rows.append((model, r, targets[0], first))
             console.print(f"{model} r={r:g} {targets[0]}: {first['instructions']:,.0f} instructions")
             for t in targets[1:]:
-                res = bench(t, run_dir, runs=3, warmup=1)
+                res = bench(t, run_dir, runs=3, warmup=1).to_dict()
                 rows.append((model, r, t, res))
                 console.print(f"{model} r={r:g} {t}: {res['instructions']:,.0f} instructions")
             if a.portable_arm:

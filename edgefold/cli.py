@@ -1,5 +1,6 @@
-"""`edgefold` command line. Each sub-command lives in edgefold/commands/<name>.py as a thin shell over a
-library function; this file only wires them up and turns user errors into one line and an exit code."""
+"""`edgefold` command line. Each sub-command lives in edgefold/commands/<name>.py as a thin shell over
+edgefold.api (arguments -> request -> API call -> rendered result); this file only wires them up and turns user
+errors into one line and an exit code."""
 
 from __future__ import annotations
 

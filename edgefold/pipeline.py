@@ -1,70 +1,41 @@
-"""The compress -> export -> build -> flash -> measure chain behind `edgefold deploy` and `edgefold bench`.
+"""The compress -> export -> build -> flash -> measure chain behind `edgefold deploy` and `edgefold bench`
+(reached through edgefold.api.deploy / bench).
 
-A deploy writes one run directory:
+A deploy writes one run directory, each stage handing the next a typed record (edgefold.core.artifacts):
 
-    DIR/compress/   model.pt, compress.json          (compression stage)
-    DIR/build-input/  model_int8.tflite, model.onnx, check.json, codegen/, input.bin, ... (see targets/base.py)
-    DIR/build/      firmware / remote bundle          (target build)
-    DIR/result.json                                   (the measurement, schema edgefold-result/1)
+    DIR/compress/     model.pt, compress.json (CompressSummary)                     compression stage
+    DIR/build-input/  model_int8.tflite, model.onnx, check.json (ExportSummary), codegen/ (model.json:
+                      CodegenManifest), input.bin, ..., build_input.json (BuildInput; see targets/base.py)
+    DIR/build/        firmware / remote bundle                                      target build
+    DIR/result.json   the measurement (DeployResult, schema edgefold-result/1)
 
 Every stage's figures go into result.json; the run directory is what `edgefold bench` and `edgefold report` read.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import zlib
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from edgefold.api import DeployConfig, Progress
+from edgefold.core.artifacts import BuildInput, CompressSummary, DeployResult
 from edgefold.core.errors import DeviceError, EdgefoldError
-from edgefold.core.fsutil import ensure_dir, write_bytes, write_json
-from edgefold.core.vocab import BACKENDS, FAULTS, METHODS, REPAIRS, check_choice
+from edgefold.core.fsutil import ensure_dir, write_bytes
 
-SCHEMA = "edgefold-result/1"
+if TYPE_CHECKING:
+    from edgefold.targets.base import BenchResult, BuildResult, DeviceSpec, Target
+
 LINUX_ONNX_OPSET = 13
+CALIB_LABEL = "digits train (128 images)"
 
-Progress = Callable[[str], None]
-
-
-@dataclass
-class DeployConfig:
-    target: str
-    out: Path
-    model: str | None = None
-    factory: str | None = None
-    weights: str | None = None
-    input_shape: str | None = None
-    trust_checkpoint: bool = False
-    method: str = "fold"
-    ratio: float = 0.5
-    repair: str = "ar"
-    backend: str | None = None  # None: the target's first (edgefold on MCUs, onnxruntime on the Jetson)
-    port: str | None = None
-    runs: int = 10
-    warmup: int = 2
-    timeout_s: float = 300.0
-    fault: str | None = None
-    seed: int = 0
-    target_options: dict[str, Any] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        """Reject bad flags before any work is done."""
-        check_choice("method", self.method, METHODS)
-        check_choice("repair", self.repair, REPAIRS)
-        if not 0.0 <= self.ratio < 1.0:
-            raise EdgefoldError(f"--ratio must be in [0, 1), got {self.ratio}")
-        if self.backend is not None:
-            check_choice("backend", self.backend, BACKENDS)
-        if self.runs < 1 or self.warmup < 0:
-            raise EdgefoldError("--runs must be >= 1 and --warmup >= 0")
-        if self.fault is not None:
-            check_choice("fault", self.fault, FAULTS)
+__all__ = ["DeployConfig", "DeviceOutputMismatch", "bench", "deploy", "prepare_build_input"]
 
 
 def _stage(progress: Progress | None, text: str) -> None:
@@ -83,44 +54,24 @@ def fixed_input(input_shape: tuple[int, ...]) -> torch.Tensor:
     return data.load(input_shape, "test").x[:1].contiguous()
 
 
-def _compress_stage(cfg: DeployConfig, loaded, calib: torch.Tensor | None, out: Path) -> tuple[torch.nn.Module, dict]:
-    from edgefold.compiler import data
-    from edgefold.compiler.checkpoint import save_model
-    from edgefold.compiler.compress import compress
-
-    shape = loaded.spec.input_shape
-    example = torch.zeros(shape).contiguous()
-    model, rep = compress(loaded.model, example, cfg.method, cfg.ratio, cfg.repair, calib_data=calib, seed=cfg.seed)
-    summary = rep.to_dict()
-    summary.pop("groups", None)
-    summary["model"] = loaded.spec.label
-    if calib is not None:
-        test = data.load(shape, "test")
-        summary["accuracy_before"] = data.accuracy(loaded.model, test)
-        summary["accuracy_after"] = data.accuracy(model, test)
-    cdir = ensure_dir(out / "compress")
-    save_model(cdir / "model.pt", model, loaded.spec, {**loaded.meta, "compress": summary})
-    write_json(cdir / "compress.json", {**summary, "model": loaded.spec.to_dict()})
-    return model, summary
-
-
 def _digits_fit(shape: tuple[int, ...]) -> bool:
     """The built-in data can feed any N,C,H,W input (it is resized); other ranks need user data."""
     return len(shape) == 4
 
 
 def prepare_build_input(model: torch.nn.Module, shape: tuple[int, ...], kind: str, backend: str, bdir: Path,
-                        calib: torch.Tensor | None, label: str, progress: Progress | None = None) -> dict[str, Any]:
-    """Export what the target needs into `bdir` (see targets/base.py), plus the fixed input and expected output."""
-    from edgefold.compiler.export import export_all
+                        calib: torch.Tensor | None, label: str, ratio: float = 0.0,
+                        progress: Progress | None = None) -> BuildInput:
+    """Export what the target needs into `bdir` (see targets/base.py), plus the fixed input and expected output;
+    build_input.json records what the folder holds."""
+    from edgefold.api import codegen_to_dir, export_model
 
     formats = ["tflite-int8"] if kind == "mcu" else ["onnx"]
     # Linux boards: opset 13, what JetPack 4.6 (onnxruntime 1.11, TensorRT 8.2) reads.
-    rep = export_all(model, shape, bdir, formats=formats, calib=calib, target_backend=backend if kind == "mcu"
-                     else "tflm", label=label, on_stage=lambda s: _stage(progress, f"export: {s}"),
-                     onnx_opset=None if kind == "mcu" else LINUX_ONNX_OPSET)
+    export_model(model, shape, bdir, formats, calib, target_backend=backend if kind == "mcu" else "tflm",
+                 label=label, onnx_opset=None if kind == "mcu" else LINUX_ONNX_OPSET,
+                 progress=lambda s: _stage(progress, f"export: {s}"))
     x = fixed_input(shape) if calib is not None else torch.zeros(shape)
-    info: dict[str, Any] = {"export": rep.to_dict()}
     write_bytes(bdir / "input.npy", _npy(x.numpy().astype(np.float32)))
     if kind == "mcu":
         from edgefold.compiler.check.fidelity import io_params, quantize_input
@@ -129,18 +80,15 @@ def prepare_build_input(model: torch.nn.Module, shape: tuple[int, ...], kind: st
         blob = (bdir / "model_int8.tflite").read_bytes()
         (in_scale, in_zp), _, _ = io_params(blob)
         qx = quantize_input(x, in_scale, in_zp)
-        qin = qx.tobytes()
-        write_bytes(bdir / "input.bin", qin)
+        write_bytes(bdir / "input.bin", qx.tobytes())
         expected = tflm_invoke(blob, qx).astype(np.int8).tobytes()
         write_bytes(bdir / "expected_output.bin", expected)
         if backend == "edgefold":
-            from edgefold.compiler.codegen import generate
-
-            _stage(progress, "codegen: model.c / model.h")
-            cg = generate(blob, bdir / "codegen")
-            info["codegen"] = {"arena_bytes": cg.arena_bytes, "weights_bytes": cg.weights_bytes, "macs": cg.macs,
-                               "model_id": cg.model_id}
-    return info
+            codegen_to_dir(blob, bdir / "codegen", progress)
+    bi = BuildInput.open(bdir)
+    bi.model, bi.kind, bi.backend, bi.ratio = label, kind, backend, ratio
+    bi.write(bdir / BuildInput.FILE)
+    return bi
 
 
 def _npy(a: np.ndarray) -> bytes:
@@ -151,17 +99,10 @@ def _npy(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _accuracy(export: dict[str, Any]) -> dict[str, float | None]:
-    fid = export.get("fidelity", {})
-    q = fid.get("tflite-int8-tflm") or fid.get("tflite-int8") or {}
-    return {"float": fid.get("torch", {}).get("accuracy"), "int8": q.get("accuracy"),
-            "agreement": q.get("agreement"), "onnx": fid.get("onnx", {}).get("accuracy")}
-
-
-def deploy(cfg: DeployConfig, progress: Progress | None = None) -> dict[str, Any]:
+def deploy(cfg: DeployConfig, progress: Progress | None = None) -> DeployResult:
     """compress -> export -> (codegen) -> fit check -> build -> flash -> measure; writes DIR/result.json."""
+    from edgefold.api import compress_model
     from edgefold.compiler import data
-    from edgefold.compiler.checkpoint import resolve
     from edgefold.targets.registry import get_target
 
     cfg.validate()
@@ -176,7 +117,7 @@ def deploy(cfg: DeployConfig, progress: Progress | None = None) -> dict[str, Any
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
 
-    def timed(name: str, text: str):
+    def timed(name: str, text: str) -> None:
         _stage(progress, text)
         seconds[name] = time.perf_counter()
 
@@ -184,7 +125,7 @@ def deploy(cfg: DeployConfig, progress: Progress | None = None) -> dict[str, Any
         seconds[name] = round(time.perf_counter() - seconds[name], 3)
 
     timed("load", "loading model")
-    loaded = resolve(cfg.model, cfg.factory, cfg.weights, cfg.input_shape, cfg.trust_checkpoint)
+    loaded = cfg.model_request.load()
     shape = loaded.spec.input_shape
     calib = data.calibration_batch(shape) if _digits_fit(shape) else None
     if calib is None and cfg.repair in ("repair",):
@@ -192,46 +133,47 @@ def deploy(cfg: DeployConfig, progress: Progress | None = None) -> dict[str, Any
     done("load")
 
     timed("compress", f"compress: {cfg.method} ratio {cfg.ratio} repair {cfg.repair}")
-    model, comp = _compress_stage(cfg, loaded, calib, out)
+    comp = compress_model(loaded, out / "compress", cfg.method, cfg.ratio, cfg.repair, cfg.seed, calib, CALIB_LABEL,
+                          cfg.weights)
     done("compress")
 
     if target.spec.kind == "mcu":
-        early_fit_check(target.spec, comp, cfg.ratio)
+        early_fit_check(target.spec, comp.summary, cfg.ratio)
 
     timed("export", "export")
-    bdir = out / "build-input"
-    info = prepare_build_input(model, shape, target.spec.kind, cfg.backend, bdir, calib, loaded.spec.label, progress)
+    bi = prepare_build_input(comp.model, shape, target.spec.kind, cfg.backend, out / "build-input", calib,
+                             loaded.spec.label, cfg.ratio, progress)
     done("export")
 
     timed("fit", f"fit check for {cfg.target}")
-    fit = target.fit_check(bdir, cfg.backend)
+    fit = target.fit_check(out / "build-input", cfg.backend)
     if not fit.fits:
         raise EdgefoldError(fit.message or f"model does not fit {cfg.target}")
     done("fit")
 
     timed("build", f"build for {cfg.target}")
-    build = target.build(bdir, out / "build", cfg.backend, cfg.runs, cfg.warmup)
+    build = target.build(out / "build-input", out / "build", cfg.backend, cfg.runs, cfg.warmup)
     done("build")
     timed("flash", f"flash {cfg.target}")
     flashed = target.flash(build, cfg.port)
     done("flash")
     timed("run", f"run {cfg.warmup} warm-up + {cfg.runs} timed inferences")
-    bench = target.run_benchmark(build, flashed, cfg.timeout_s)
+    measured = target.run_benchmark(build, flashed, cfg.timeout_s)
     done("run")
 
-    result = assemble_result(cfg, target, build, bench, bdir, comp, info)
-    result["seconds"] = seconds
-    result["wall_seconds"] = round(time.perf_counter() - t_start, 3)
-    write_json(out / "result.json", result)
+    result = assemble_result(cfg, target, build, measured, bi, comp.summary.brief())
+    result.seconds = seconds
+    result.wall_seconds = round(time.perf_counter() - t_start, 3)
+    result.write(out / DeployResult.FILE)
     return result
 
 
-def early_fit_check(spec, comp: dict[str, Any], ratio: float) -> None:
+def early_fit_check(spec: DeviceSpec, comp: CompressSummary, ratio: float) -> None:
     """Before minutes of export: int8 weights alone (one byte per parameter) must fit the device's Flash.
     The exact check (arena, code size, the linker) comes after export; this only stops hopeless cases early."""
     import math
 
-    weights = int(comp.get("params_after") or 0)
+    weights = int(comp.params_after or 0)
     if weights <= spec.flash_bytes:
         return
     keep = (1.0 - ratio) * math.sqrt(spec.flash_bytes * 0.9 / weights)  # weights scale ~ (1-r)^2
@@ -241,23 +183,22 @@ def early_fit_check(spec, comp: dict[str, Any], ratio: float) -> None:
                         f"alone, {spec.name} has {spec.flash_bytes / 1024:,.0f} KB Flash{hint}")
 
 
-def output_match(bench, bdir: Path, kind: str) -> bool | None:
+def output_match(bench: BenchResult, bi: BuildInput, kind: str) -> bool | None:
     """Did the device compute what the host computed? MCU: CRC32 of the int8 output against the TFLM host.
     Linux/ONNX: the device's float output against onnxruntime here (tolerance: different CPUs/libraries)."""
     if kind == "mcu":
-        exp = bdir / "expected_output.bin"
-        if not exp.is_file() or bench.output_crc is None:
+        exp = bi.file("expected_output")
+        if exp is None or bench.output_crc is None:
             return None
         return bench.output_crc == crc32(exp.read_bytes())
     match = bench.extra.get("output_crc_match", bench.extra.get("output_match"))
     return bool(match) if match is not None else None
 
 
-def assemble_result(cfg: DeployConfig, target, build, bench, bdir: Path, comp: dict[str, Any],
-                    info: dict[str, Any]) -> dict[str, Any]:
-    """The result.json record (schema edgefold-result/1)."""
+def assemble_result(cfg: DeployConfig, target: Target, build: BuildResult, bench: BenchResult, bi: BuildInput,
+                    comp: dict[str, Any]) -> DeployResult:
+    """The result.json record (schema edgefold-result/1); `comp` is the compress summary's brief()."""
     spec = target.spec
-    export = info.get("export", {})
     est = bench.extra.get("latency_estimate")
     if bench.unit == "instructions":
         instructions: float | None = bench.median
@@ -269,30 +210,34 @@ def assemble_result(cfg: DeployConfig, target, build, bench, bdir: Path, comp: d
         latency = {"value": bench.median, "unit": bench.unit, "kind": bench.kind, "runs": bench.runs,
                    "per_run": bench.per_run}
         estimate = None
-    arena = bench.arena_bytes if bench.arena_bytes is not None else info.get("codegen", {}).get("arena_bytes")
+    cg = bi.codegen
+    codegen = None if cg is None else {"arena_bytes": cg.arena_bytes, "weights_bytes": cg.weights_bytes,
+                                       "macs": cg.macs, "model_id": cg.model_id}
+    arena = bench.arena_bytes if bench.arena_bytes is not None else (cg.arena_bytes if cg is not None else None)
     static = build.static_ram
-    ram = {"static": static, "arena": arena, "stack": bench.stack_bytes,
-           "total": (static or 0) + (0 if spec.kind == "mcu" else (arena or 0)) or None}
+    ram: dict[str, Any] = {"static": static, "arena": arena, "stack": bench.stack_bytes,
+                           "total": (static or 0) + (0 if spec.kind == "mcu" else (arena or 0)) or None}
     if spec.kind != "mcu":
         ram = {"static": None, "arena": None, "stack": None, "total": bench.extra.get("ram_bytes"),
                "source": bench.extra.get("ram_source"), "peak_rss": bench.extra.get("peak_rss_bytes")}
-    match = output_match(bench, bdir, spec.kind)
+    match = output_match(bench, bi, spec.kind)
     if match is False:
         raise DeviceOutputMismatch(f"{cfg.target}: the device's output differs from the host's (CRC mismatch): "
                                    "the firmware computed something else")
-    return {
-        "schema": SCHEMA, "target": cfg.target, "device": bench.extra.get("device") or spec.title,
-        "emulated": spec.emulated,
-        "backend": cfg.backend, "model": comp.get("model") or cfg.model or cfg.factory, "method": cfg.method,
-        "ratio": cfg.ratio, "repair": cfg.repair, "latency": latency, "instructions": instructions, "ram": ram,
-        "flash": build.flash if build.flash is not None else bench.extra.get("flash_bytes"),
-        "output_crc_match": match, "accuracy": _accuracy(export),
-        "params": comp.get("params_after"), "macs": comp.get("macs_after"),
-        "params_before": comp.get("params_before"), "macs_before": comp.get("macs_before"),
-        "compress": comp, "estimate": estimate, "bench": bench.to_dict(),
-        "tflm_arena_bytes": export.get("tflm_arena_bytes"), "codegen": info.get("codegen"),
-        "config": _config_dict(cfg),
-    }
+    export = bi.export
+    accuracy = export.accuracy() if export is not None else {"float": None, "int8": None, "agreement": None,
+                                                              "onnx": None}
+    return DeployResult(
+        target=cfg.target, device=bench.extra.get("device") or spec.title, emulated=spec.emulated,
+        backend=cfg.backend, model=comp.get("model") or cfg.model or cfg.factory, method=cfg.method,
+        ratio=cfg.ratio, repair=cfg.repair, latency=latency, instructions=instructions, ram=ram,
+        flash=build.flash if build.flash is not None else bench.extra.get("flash_bytes"),
+        output_crc_match=match, accuracy=accuracy,
+        params=comp.get("params_after"), macs=comp.get("macs_after"),
+        params_before=comp.get("params_before"), macs_before=comp.get("macs_before"),
+        compress=comp, estimate=estimate, bench=bench.to_dict(),
+        tflm_arena_bytes=export.tflm_arena_bytes if export is not None else None, codegen=codegen,
+        config=_config_dict(cfg))
 
 
 def _config_dict(cfg: DeployConfig) -> dict[str, Any]:
@@ -307,24 +252,17 @@ class DeviceOutputMismatch(DeviceError):
 
 def bench(target_name: str, run_dir: Path, runs: int | None = None, warmup: int | None = None,
           port: str | None = None, timeout_s: float = 300.0, target_options: dict[str, Any] | None = None,
-          progress: Progress | None = None) -> dict[str, Any]:
+          progress: Progress | None = None) -> DeployResult:
     """Re-measure an earlier deploy's model (DIR/build-input) on `target_name`; rewrites DIR/result.json
     (the previous record is appended to DIR/history.jsonl first, so nothing is lost)."""
-    import json
-
     from edgefold.targets.registry import get_target
 
     run_dir = Path(run_dir)
     bdir = run_dir / "build-input"
     if not bdir.is_dir():
         raise EdgefoldError(f"{run_dir} is not an edgefold deploy folder (no build-input/): run edgefold deploy first")
-    prev: dict[str, Any] = {}
-    if (run_dir / "result.json").is_file():
-        try:
-            prev = json.loads((run_dir / "result.json").read_text())
-        except json.JSONDecodeError:
-            raise EdgefoldError(f"{run_dir / 'result.json'} is not valid JSON") from None
-    pc = prev.get("config", {})
+    prev = DeployResult.read(run_dir / DeployResult.FILE) if (run_dir / DeployResult.FILE).is_file() else None
+    pc = prev.config if prev is not None else {}
     cfg = DeployConfig(target=target_name, out=run_dir, model=pc.get("model"), method=pc.get("method", "fold"),
                        ratio=float(pc.get("ratio", 0.0)), repair=pc.get("repair", "none"),
                        backend=pc.get("backend"), port=port, runs=runs or int(pc.get("runs", 10)),
@@ -334,9 +272,10 @@ def bench(target_name: str, run_dir: Path, runs: int | None = None, warmup: int 
     target = get_target(target_name, **cfg.target_options)
     if cfg.backend not in target.spec.backends:
         cfg.backend = target.spec.backends[0]
-    kind_needs = "model_int8.tflite" if target.spec.kind == "mcu" else "model.onnx"
-    if not (bdir / kind_needs).is_file():
-        raise EdgefoldError(f"{bdir} has no {kind_needs} for {target_name}: deploy to a target of that kind first")
+    bi = BuildInput.open(bdir)
+    role, name = ("tflite", "model_int8.tflite") if target.spec.kind == "mcu" else ("onnx", "model.onnx")
+    if bi.file(role) is None:
+        raise EdgefoldError(f"{bdir} has no {name} for {target_name}: deploy to a target of that kind first")
     t0 = time.perf_counter()
     _stage(progress, f"build for {target_name}")
     build = target.build(bdir, run_dir / "build", cfg.backend, cfg.runs, cfg.warmup)
@@ -344,20 +283,10 @@ def bench(target_name: str, run_dir: Path, runs: int | None = None, warmup: int 
     flashed = target.flash(build, port)
     _stage(progress, f"run {cfg.warmup} warm-up + {cfg.runs} timed inferences")
     measured = target.run_benchmark(build, flashed, timeout_s)
-    info = {"export": _read_json(bdir / "check.json"), "codegen": prev.get("codegen", {})}
-    result = assemble_result(cfg, target, build, measured, bdir, prev.get("compress", {}), info)
-    result["wall_seconds"] = round(time.perf_counter() - t0, 3)
-    if prev:
+    result = assemble_result(cfg, target, build, measured, bi, prev.compress if prev is not None else {})
+    result.wall_seconds = round(time.perf_counter() - t0, 3)
+    if prev is not None:
         with open(run_dir / "history.jsonl", "a") as f:
-            f.write(json.dumps(prev, sort_keys=True) + "\n")
-    write_json(run_dir / "result.json", result)
+            f.write(json.dumps(prev.to_dict(), sort_keys=True) + "\n")
+    result.write(run_dir / DeployResult.FILE)
     return result
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except json.JSONDecodeError:
-        return {}

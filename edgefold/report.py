@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgefold.core.artifacts import DeployResult
 from edgefold.core.errors import EdgefoldError
 from edgefold.core.fsutil import ensure_dir, write_bytes, write_json, write_text
 from edgefold.core.vocab import METHODS
@@ -62,28 +63,29 @@ def _f(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
-def row_from_result(res: dict[str, Any], source: str, status: str = "ok") -> Row | None:
-    if not isinstance(res, dict) or not isinstance(res.get("latency"), dict):
-        return None
-    lat = res["latency"]
+def row_from_result(res: dict[str, Any] | DeployResult, source: str, status: str = "ok") -> Row | None:
+    """The row of one edgefold-result/1 document; None for anything else (a foreign or truncated file)."""
+    if not isinstance(res, DeployResult):
+        try:
+            res = DeployResult.from_dict(res, source)
+        except EdgefoldError:
+            return None
+    lat = res.latency
     v, unit = _f(lat.get("value")), lat.get("unit")
     ms = None if v is None else {"ms": v, "us": v / 1000.0, "s": v * 1000.0}.get(unit)
-    ram = res.get("ram") or {}
-    acc = res.get("accuracy") or {}
-    est = res.get("estimate") or {}
+    ram = res.ram or {}
+    acc = res.accuracy or {}
+    est = res.estimate or {}
     kind = lat.get("kind") or "measured"
     if ms is None and _f(est.get("latency_ms")) is not None:  # only an estimate was possible
         ms, kind = float(est["latency_ms"]), "estimated"
-    target = str(res.get("target", "?"))
-    return Row(target=target, device=str(res.get("device") or target), emulated=bool(res.get("emulated")),
-               backend=str(res.get("backend", "?")), model=str(res.get("model", "?")),
-               method=str(res.get("method", "?")), ratio=float(res.get("ratio") or 0.0),
-               repair=str(res.get("repair", "none")), runtime_ms=ms, runtime_kind=kind,
-               instructions=_f(res.get("instructions")),
+    return Row(target=res.target, device=res.device or res.target, emulated=res.emulated,
+               backend=res.backend or "?", model=res.model or "?", method=res.method or "?",
+               ratio=float(res.ratio or 0.0), repair=res.repair or "none", runtime_ms=ms, runtime_kind=kind,
+               instructions=_f(res.instructions),
                ram=int(ram["total"]) if _f(ram.get("total")) is not None else None,
-               flash=int(res["flash"]) if _f(res.get("flash")) is not None else None,
-               acc_float=_f(acc.get("float")), acc_int8=_f(acc.get("int8")), agreement=_f(acc.get("agreement")),
-               status=status, source=source,
+               flash=res.flash, acc_float=_f(acc.get("float")), acc_int8=_f(acc.get("int8")),
+               agreement=_f(acc.get("agreement")), status=status, source=source,
                extra={"estimate": est or None, "per_run": lat.get("per_run"), "runs": lat.get("runs")})
 
 

@@ -18,16 +18,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgefold.core.artifacts import ExportSummary, plain
 from edgefold.core.errors import EdgefoldError
 
 FORMATS = ("onnx", "onnx-int8", "tflite-int8")
 FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx", "tflite-int8": "model_int8.tflite"}
-CHECK_FILE = "check.json"
+CHECK_FILE = ExportSummary.FILE
 
 
 @dataclass
 class ExportReport:
-    """What `export_all` produced; `to_dict()` is what check.json holds."""
+    """What `export_all` produced; `summary()` is what check.json holds."""
 
     model: str
     input_shape: list[int]
@@ -44,24 +45,20 @@ class ExportReport:
     seconds: dict[str, float] = field(default_factory=dict)
     out_dir: Path | None = None
 
+    def summary(self) -> ExportSummary:
+        """The record check.json holds (edgefold.core.artifacts.ExportSummary)."""
+        fid = {k: plain(v.to_dict()) for k, v in self.fidelity.items()}
+        return ExportSummary(
+            model=self.model, input_shape=list(self.input_shape),
+            formats={f: {"file": FILES[f], "bytes": self.sizes.get(FILES[f]), **self._fid(fid, f)}
+                     for f in self.formats},
+            fidelity=fid, target_backend=self.target_backend, tflm_arena_bytes=self.tflm_arena_bytes,
+            tflm_arena_note="64-bit host TFLM estimate" if self.tflm_arena_bytes else None, ops=dict(self.ops),
+            tflite_io=plain(self.tflite_io), coverage=self.coverage.to_dict() if self.coverage is not None else None,
+            flags=list(self.flags), files=dict(self.sizes), seconds=dict(self.seconds))
+
     def to_dict(self) -> dict[str, Any]:
-        fid = {k: v.to_dict() for k, v in self.fidelity.items()}
-        return {
-            "model": self.model,
-            "input_shape": self.input_shape,
-            "formats": {f: {"file": FILES[f], "bytes": self.sizes.get(FILES[f]), **self._fid(fid, f)}
-                        for f in self.formats},
-            "fidelity": fid,
-            "target_backend": self.target_backend,
-            "tflm_arena_bytes": self.tflm_arena_bytes,
-            "tflm_arena_note": "64-bit host TFLM estimate" if self.tflm_arena_bytes else None,
-            "ops": self.ops,
-            "tflite_io": self.tflite_io,
-            "coverage": self.coverage.to_dict() if self.coverage is not None else None,
-            "flags": self.flags,
-            "files": self.sizes,
-            "seconds": self.seconds,
-        }
+        return self.summary().to_dict()
 
     @staticmethod
     def _fid(fid: dict[str, Any], fmt: str) -> dict[str, Any]:
@@ -198,8 +195,6 @@ def _export(model: nn.Module, shape: tuple[int, ...], out_dir: str | os.PathLike
 
 def _write(out_dir: Path, files: dict[str, tuple[str, bytes]], report: ExportReport) -> None:
     """All files appear together (staged, then renamed) or none do."""
-    import json
-
     from edgefold.core.fsutil import staged_dir
 
     report.artifacts[CHECK_FILE] = "check"
@@ -207,18 +202,7 @@ def _write(out_dir: Path, files: dict[str, tuple[str, bytes]], report: ExportRep
         with staged_dir(out_dir) as stage:
             for name, (_, data) in files.items():
                 (stage / name).write_bytes(data)
-            text = json.dumps(report.to_dict(), indent=2, sort_keys=True, default=_json_default) + "\n"
-            (stage / CHECK_FILE).write_text(text)
+            (stage / CHECK_FILE).write_text(report.summary().to_json())
     except OSError as e:
         raise EdgefoldError(f"cannot write to {out_dir}: {e.strerror or e}") from None
     report.out_dir = out_dir
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "to_dict"):
-        return o.to_dict()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if isinstance(o, float):
-        return o
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgefold.commands.common import console
-from edgefold.commands.deploy import add_device_args, parse_options, print_result
+from edgefold.commands.common import add_device_args, parse_options, progress
+from edgefold.commands.deploy import print_result
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,15 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from edgefold.api import bench
 
-    from edgefold.pipeline import bench
-
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                  transient=True) as prog:
-        task = prog.add_task("bench", total=None)
+    with progress("bench") as status:
         result = bench(args.target, Path(args.from_dir), runs=args.runs, warmup=args.warmup, port=args.port,
-                       timeout_s=args.timeout, target_options=parse_options(args.option),
-                       progress=lambda s: prog.update(task, description=s))
-    print_result(result, Path(args.from_dir) / "result.json")
+                       timeout_s=args.timeout, target_options=parse_options(args.option), progress=status)
+    print_result(result, Path(args.from_dir) / result.FILE)
     return 0

@@ -1,39 +1,31 @@
-"""`edgefold codegen`: .tflite (full-integer) -> model.c / model.h for the edgefold micro runtime."""
+"""`edgefold codegen`: .tflite (full-integer) -> model.c / model.h / model.json for the edgefold micro runtime."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from edgefold.commands.common import console
-from edgefold.core.errors import EdgefoldError
-
-MODEL_FILE = "model_int8.tflite"
+from edgefold.commands.common import console, progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("codegen", help="generate C (model.c, model.h) for the edgefold micro runtime")
     p.add_argument("--from", dest="src", required=True, metavar="DIR|FILE",
-                   help=f"an export folder holding {MODEL_FILE}, or a .tflite file")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for model.c and model.h")
+                   help="an export folder holding model_int8.tflite, or a .tflite file")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for model.c, model.h and model.json (what they promise: arena, MACs, I/O, ops)")
     p.set_defaults(func=run)
 
 
-def _blob(src: str) -> bytes:
-    path = Path(src)
-    if path.is_dir():
-        path = path / MODEL_FILE
-    if not path.is_file():
-        raise EdgefoldError(f"{path} not found (run `edgefold export` first, or pass a .tflite file)")
-    return path.read_bytes()
-
-
 def run(args: argparse.Namespace) -> int:
-    from edgefold.compiler.codegen import RUNTIME_DIR, generate
+    from edgefold.api import codegen_to_dir
+    from edgefold.compiler.codegen import RUNTIME_DIR
 
-    res = generate(_blob(args.src), args.out)
+    with progress("codegen") as status:
+        res = codegen_to_dir(Path(args.src), Path(args.out), status)
     console.print(f"model {res.model_id}: {len(res.ops)} ops, {res.macs:,} MACs")
     console.print(f"arena: {res.arena_bytes:,} bytes (static, planned ahead of time)")
     console.print(f"weights: {res.weights_bytes:,} bytes (const, in flash)")
-    console.print(f"wrote {', '.join(str(f) for f in res.files)}; compile with {RUNTIME_DIR}/*.c -I{RUNTIME_DIR}")
+    files = [Path(args.out) / f for f in [*res.files, res.FILE]]
+    console.print(f"wrote {', '.join(map(str, files))}; compile with {RUNTIME_DIR}/*.c -I{RUNTIME_DIR}")
     return 0

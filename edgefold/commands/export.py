@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from edgefold.commands.common import add_model_args, console
+from edgefold.commands.common import add_data_args, add_model_args, choice, console, model_request, progress
+from edgefold.core.vocab import MCU_BACKENDS
+
+FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx", "tflite-int8": "model_int8.tflite",
+         "tflite-int8-tflm": "model_int8.tflite"}
+RUNTIMES = {"onnxruntime": "ort", "ai-edge-litert": "litert", "tflite-micro host": "tflm"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,84 +24,48 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="folder written by `edgefold compress` (loads DIR/model.pt)")
     p.add_argument("--format", default="onnx,onnx-int8,tflite-int8",
                    help="comma-separated: onnx, onnx-int8, tflite-int8 (default: all)")
-    p.add_argument("--calib", metavar="NPZ",
-                   help="calibration inputs (.npz, float32 N x C x H x W); default: 128 built-in digits images")
-    p.add_argument("--target-backend", choices=["tflm", "edgefold"], default="tflm",
-                   help="which firmware's op set gates the .tflite (default: tflm)")
+    add_data_args(p, "calibration inputs (.npz, float32 N x C x H x W); default: 128 built-in digits images",
+                  metavar="NPZ")
+    p.add_argument("--target-backend", type=choice("target backend", MCU_BACKENDS), default="tflm",
+                   help="which firmware's op set gates the .tflite: tflm or edgefold (default: tflm)")
     p.add_argument("--no-check", action="store_true", help="skip the fidelity check and TFLM arena measurement")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.set_defaults(func=run)
 
 
-def _load(args: argparse.Namespace):
-    from pathlib import Path
-
-    from edgefold.commands.common import resolve_model
-    from edgefold.core.errors import EdgefoldError
-
-    if not args.from_dir:
-        return resolve_model(args)
-    from edgefold.compiler.checkpoint import ModelSpec, check_input_shape, load_model, parse_input_shape
-
-    if args.weights:
-        raise EdgefoldError("pass either --weights or --from, not both")
-    d = Path(args.from_dir)
-    if not d.is_dir():
-        raise EdgefoldError(f"--from folder not found: {d}")
-    ckpt = d / "model.pt"
-    if not ckpt.is_file():
-        raise EdgefoldError(f"{d} has no model.pt: pass a folder written by `edgefold compress`")
-    spec = ModelSpec(name=args.model, factory=args.factory) if (args.model or args.factory) else None
-    loaded = load_model(ckpt, spec, args.trust_checkpoint)
-    if args.input_shape:
-        loaded.spec.input_shape = parse_input_shape(args.input_shape)
-    if not loaded.spec.input_shape:
-        raise EdgefoldError(f"{ckpt} does not record the input shape: pass --input-shape N,C,H,W")
-    check_input_shape(loaded.model, loaded.spec.input_shape)
-    return loaded
-
-
 def run(args: argparse.Namespace) -> int:
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from edgefold.compiler.export import export_all, parse_formats
+    from edgefold.api import ExportRequest, export_to_dir
 
-    formats = parse_formats(args.format)  # an unknown format fails before any work
-    loaded = _load(args)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                  transient=True) as prog:
-        task = prog.add_task(f"exporting {loaded.spec.label}")
-        report = export_all(loaded.model, loaded.spec.input_shape, args.out, formats, args.calib,
-                            args.target_backend, check=not args.no_check, label=loaded.spec.label,
-                            on_stage=lambda s: prog.update(task, description=f"{loaded.spec.label}: {s}"))
-    t = Table(title=f"{loaded.spec.label} -> {args.out}")
+    req = ExportRequest(Path(args.out), model_request(args), Path(args.from_dir) if args.from_dir else None,
+                        args.format, args.calib, args.target_backend, check=not args.no_check)
+    with progress("export") as status:
+        check = export_to_dir(req, status)
+    t = Table(title=f"{check.model} -> {args.out}")
     t.add_column("format", no_wrap=True)
     t.add_column("runtime", no_wrap=True)
     for col in ("bytes", "agree %", "acc %", "max|err|"):
         t.add_column(col, justify="right", no_wrap=True)
-    files = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx", "tflite-int8": "model_int8.tflite",
-             "tflite-int8-tflm": "model_int8.tflite"}
-    if "torch" in report.fidelity:
-        t.add_row("float", "pytorch", "", "100.00", _pct(report.fidelity["torch"].accuracy), "0")
-    shown = [*report.formats, *(["tflite-int8-tflm"] if "tflite-int8" in report.formats else [])]
+    fid = check.fidelity
+    if "torch" in fid:
+        t.add_row("float", "pytorch", "", "100.00", _pct(fid["torch"].get("accuracy")), "0")
+    shown = [*check.formats, *(["tflite-int8-tflm"] if "tflite-int8" in check.formats else [])]
     for fmt in shown:
-        f = report.fidelity.get(fmt)
-        runtime = {"onnxruntime": "ort", "ai-edge-litert": "litert", "tflite-micro host": "tflm"}.get(
-            f.runtime, f.runtime) if f else "-"
-        t.add_row(fmt.replace("-tflm", ""), runtime, f"{report.sizes.get(files[fmt], 0):,}",
-                  _pct(f.agreement) if f else "-", _pct(f.accuracy) if f else "-",
-                  f"{f.max_abs_error:.4f}" if f else "-")
+        f = fid.get(fmt)
+        t.add_row(fmt.replace("-tflm", ""), RUNTIMES.get(f["runtime"], f["runtime"]) if f else "-",
+                  f"{check.files.get(FILES[fmt], 0):,}", _pct(f["agreement"]) if f else "-",
+                  _pct(f["accuracy"]) if f else "-", f"{f['max_abs_error']:.4f}" if f else "-")
     console.print(t)
-    if report.tflm_arena_bytes:
-        console.print(f"TFLM arena: {report.tflm_arena_bytes:,} bytes (64-bit host estimate)")
-    if report.ops:
-        ops = ", ".join(f"{k} v{v}" for k, v in report.ops.items())
-        cov = report.coverage
-        console.print(f"ops ({report.target_backend}: {cov.status if cov else '?'}): {ops}")
-    for flag in report.flags:
+    if check.tflm_arena_bytes:
+        console.print(f"TFLM arena: {check.tflm_arena_bytes:,} bytes (64-bit host estimate)")
+    if check.ops:
+        ops = ", ".join(f"{k} v{v}" for k, v in check.ops.items())
+        status_word = check.coverage.get("status", "?") if check.coverage else "?"
+        console.print(f"ops ({check.target_backend}: {status_word}): {ops}")
+    for flag in check.flags:
         console.print(f"[yellow]flag:[/] {flag}")
-    console.print(f"wrote {', '.join(sorted(report.sizes))}, check.json")
+    console.print(f"wrote {', '.join(sorted(check.files))}, {check.FILE}")
     return 0
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import time
+from pathlib import Path
 
-from edgefold.commands.common import console
+from edgefold.commands.common import console, progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,30 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from edgefold.api import TrainRequest, train
 
-    from rich.progress import Progress
-
-    from edgefold.compiler import zoo
-    from edgefold.compiler.checkpoint import ModelSpec, save_model
-    from edgefold.compiler.train import TrainConfig, train
-    from edgefold.core.errors import EdgefoldError
-    from edgefold.core.fsutil import ensure_dir
-
-    if args.epochs < 1:
-        raise EdgefoldError("--epochs must be at least 1")
-    spec = ModelSpec(name=args.model, input_shape=zoo.input_shape(args.model))
-    model = zoo.build(args.model)
-    ensure_dir(Path(args.out).resolve().parent)
-    cfg = TrainConfig(args.epochs, args.lr, args.optimizer, args.weight_decay, args.augment, seed=args.seed)
-    t0 = time.perf_counter()
-    with Progress(console=console, transient=True) as prog:
-        task = prog.add_task(f"training {args.model}", total=args.epochs)
-        acc = train(model, spec.input_shape, cfg,
-                    on_epoch=lambda e, a: prog.update(task, advance=1, description=f"epoch {e + 1}: {a:.1f}%"))
-    secs = time.perf_counter() - t0
-    meta = {"model": args.model, "input_shape": list(spec.input_shape), "classes": 10, "accuracy": acc,
-            "train": vars(cfg), "train_seconds": secs}
-    save_model(args.out, model, spec, meta)
-    console.print(f"{args.model}: test accuracy [bold]{acc:.2f}%[/] on digits ({secs:.1f} s) -> {args.out}")
+    req = TrainRequest(args.model, Path(args.out), args.epochs, args.lr, args.optimizer, args.weight_decay,
+                       args.augment, args.seed)
+    with progress(f"training {args.model}", total=max(1, args.epochs)) as status:
+        res = train(req, on_epoch=lambda e, a: status.advance(f"epoch {e + 1}: {a:.1f}%"))
+    console.print(f"{args.model}: test accuracy [bold]{res.accuracy:.2f}%[/] on digits ({res.seconds:.1f} s) "
+                  f"-> {res.checkpoint}")
     return 0

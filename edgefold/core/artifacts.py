@@ -41,10 +41,10 @@ class Artifact:
     extra: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {k: _plain(v) for k, v in self.extra.items()}
+        d: dict[str, Any] = {k: plain(v) for k, v in self.extra.items()}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             if f.name != "extra" and f.metadata.get("json", True):
-                d[f.name] = _plain(getattr(self, f.name))
+                d[f.name] = plain(getattr(self, f.name))
         d["schema"] = self.SCHEMA
         return d
 
@@ -319,20 +319,21 @@ class DeployResult(Artifact):
 # --------------------------------------------------------------------------------------------------- (de)coding
 
 
-def _plain(v: Any) -> Any:
-    """JSON-ready copy: nested records become dicts, tuples lists, numpy scalars Python numbers."""
+def plain(v: Any) -> Any:
+    """JSON-ready copy (also safe for a weights_only torch load): nested records become dicts, tuples lists,
+    numpy scalars and arrays Python numbers and lists."""
     if dataclasses.is_dataclass(v) and not isinstance(v, type):
         if isinstance(v, Artifact):
             return v.to_dict()
-        return {f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
     if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
+        return {str(k): plain(x) for k, x in v.items()}
     if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
+        return [plain(x) for x in v]
     if isinstance(v, os.PathLike):
         return os.fspath(v)
-    if hasattr(v, "item") and callable(v.item):  # numpy scalar
-        return v.item()
+    if hasattr(v, "tolist") and callable(v.tolist):  # numpy scalar or array
+        return v.tolist()
     return v
 
 
@@ -364,7 +365,7 @@ def _coerce(v: Any, hint: Any, what: str) -> Any:
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         if not isinstance(v, dict):
             raise EdgefoldError(f"{what} must be an object, got {_json_type(v)}")
-        return _build(hint, v, f"{what}: ") if issubclass(hint, Artifact) else _build_plain(hint, v, what)
+        return _build(hint, v, f"{what}: ") if issubclass(hint, Artifact) else _buildplain(hint, v, what)
     if hint is bool:
         if not isinstance(v, bool):
             raise EdgefoldError(f"{what} must be true or false, got {_json_type(v)}")
@@ -394,7 +395,7 @@ def _coerce(v: Any, hint: Any, what: str) -> Any:
     return v
 
 
-def _build_plain(cls: type, doc: dict[str, Any], what: str) -> Any:
+def _buildplain(cls: type, doc: dict[str, Any], what: str) -> Any:
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):

@@ -17,22 +17,23 @@ from typing import Any
 
 import psutil
 
+from edgefold.core.artifacts import DeployResult
+from edgefold.core.errors import EdgefoldError
 from edgefold.core.fsutil import ensure_dir, write_json
 from edgefold.hil.devices import Lane
 from edgefold.hil.matrix import Cell
 from edgefold.hil.state import CELL_SCHEMA, ERROR
 
-RESULT_SCHEMA = "edgefold-result/1"
+RESULT_SCHEMA = DeployResult.SCHEMA
 
 
 def validate_result(res: Any) -> str | None:
-    """None if `res` looks like an edgefold-result/1 document, else what is wrong with it."""
-    if not isinstance(res, dict):
-        return "result.json is not a JSON object"
-    if res.get("schema") != RESULT_SCHEMA:
-        return f"result.json schema is {res.get('schema')!r}, expected {RESULT_SCHEMA!r}"
-    lat = res.get("latency")
-    if not isinstance(lat, dict) or not isinstance(lat.get("value"), int | float) or "unit" not in lat:
+    """None if `res` is an edgefold-result/1 document with a latency, else what is wrong with it."""
+    try:
+        result = DeployResult.from_dict(res, "result.json")
+    except EdgefoldError as e:
+        return str(e)
+    if result.latency_value is None or "unit" not in result.latency:
         return "result.json has no latency value"
     return None
 

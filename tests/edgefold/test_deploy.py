@@ -17,7 +17,7 @@ def qemu_runs(trained, tmp_path_factory):
     for name in ("resnet8", "dscnn"):
         cfg = DeployConfig(target="nano33ble-qemu", out=root / name, model=name, weights=str(trained(name, 3)),
                            method="fold", ratio=0.5, repair="repair", backend="edgefold", runs=3, warmup=1)
-        out[name] = (deploy(cfg), root / name)
+        out[name] = (deploy(cfg).to_dict(), root / name)
     return out
 
 
