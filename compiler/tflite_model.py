@@ -180,7 +180,7 @@ def layer_from_tensor_name(name: str) -> str:
     first = name.split(";")[0]
     if "/" not in first:  # converter constants (tfl.pseudo_qconst3, arith.constant) carry no module scope
         return ""
-    parts = []
+    parts: list[str] = []
     for comp in first.split("/"):
         last = comp.rsplit(".", 1)[-1]
         if "_" not in last:
@@ -323,8 +323,8 @@ def _options(op: Any) -> dict[str, Any]:
     """The operator's builtin options as {getter name: value}."""
     kind = op.BuiltinOptionsType()
     table = op.BuiltinOptions() if kind else None
-    cls = getattr(tflite, _OPT_NAMES.get(kind, ""), None) if table is not None else None
-    if cls is None:
+    cls = getattr(tflite, _OPT_NAMES.get(kind, ""), None)
+    if table is None or cls is None:
         return {}
     obj = cls()
     obj.Init(table.Bytes, table.Pos)

@@ -5,10 +5,14 @@
 A target works on a *build input*: the folder the pipeline (edgefold/pipeline.py) prepares:
 
     model_int8.tflite, model_int8_tflite.c/.h, model.onnx, check.json    (export stage)
-    codegen/model.c, codegen/model.h                                      (edgefold backend)
+    codegen/model.c, codegen/model.h, codegen/model.json                  (edgefold backend)
     input.bin            int8 input tensor bytes, NHWC: the fixed input the device runs
     input.npy            the same input as float32 NCHW (for ONNX targets)
     expected_output.bin  the host's output for it (TFLM host interpreter, int8) to check the device's CRC
+    build_input.json     what the folder holds, and the model and compression ratio it came from
+
+Targets read it through edgefold.core.artifacts.BuildInput.open (check.json as ExportSummary, codegen/model.json
+as CodegenManifest), which also accepts folders made by hand without build_input.json.
 
 Each verb returns a typed result; problems raise EdgefoldError / ToolchainMissing / DeviceError with a
 one-line message.

@@ -349,7 +349,8 @@ def _build(cls: type[A], doc: dict[str, Any], where: str) -> A:
                 raise EdgefoldError(f"{where}{cls.SCHEMA} file without '{f.name}' (truncated or hand-edited?)")
             continue
         kwargs[f.name] = _coerce(extra.pop(f.name), hints[f.name], f"{where}{cls.SCHEMA} field '{f.name}'")
-    return cls(**kwargs, extra=extra)
+    kwargs["extra"] = extra
+    return cls(**kwargs)
 
 
 def _coerce(v: Any, hint: Any, what: str) -> Any:
