@@ -68,18 +68,18 @@ def prepare_build_input(model: torch.nn.Module, shape: tuple[int, ...], kind: st
 
     formats = ["tflite-int8"] if kind == "mcu" else ["onnx"]
     # Linux boards: opset 13, what JetPack 4.6 (onnxruntime 1.11, TensorRT 8.2) reads.
-    export_model(model, shape, bdir, formats, calib, target_backend=backend if kind == "mcu" else "tflm",
-                 label=label, onnx_opset=None if kind == "mcu" else LINUX_ONNX_OPSET,
-                 progress=lambda s: _stage(progress, f"export: {s}"))
+    check = export_model(model, shape, bdir, formats, calib, target_backend=backend if kind == "mcu" else "tflm",
+                         label=label, onnx_opset=None if kind == "mcu" else LINUX_ONNX_OPSET,
+                         progress=lambda s: _stage(progress, f"export: {s}"))
     x = fixed_input(shape) if calib is not None else torch.zeros(shape)
     write_bytes(bdir / "input.npy", _npy(x.numpy().astype(np.float32)))
     if kind == "mcu":
-        from edgefold.compiler.check.fidelity import io_params, quantize_input
+        from edgefold.compiler.check.fidelity import quantize_input
         from edgefold.compiler.check.tflm import tflm_invoke
 
         blob = (bdir / "model_int8.tflite").read_bytes()
-        (in_scale, in_zp), _, _ = io_params(blob)
-        qx = quantize_input(x, in_scale, in_zp)
+        q_in = check.tflite_io["input"]  # the export made it full-integer: int8, one scale and zero point
+        qx = quantize_input(x, float(q_in["scale"][0]), int(q_in["zero_point"][0]))
         write_bytes(bdir / "input.bin", qx.tobytes())
         expected = tflm_invoke(blob, qx).astype(np.int8).tobytes()
         write_bytes(bdir / "expected_output.bin", expected)

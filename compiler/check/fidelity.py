@@ -74,9 +74,6 @@ def _io_params(blob: bytes) -> tuple[tuple[float, int], tuple[float, int], int]:
     return (tin.scale, tin.zero_point), (tout.scale, tout.zero_point), len(tin.shape)
 
 
-io_params = _io_params  # public name (edgefold.pipeline uses it)
-
-
 def quantize_input(x: torch.Tensor, scale: float, zero_point: int) -> np.ndarray:
     """Float NCHW samples -> the int8 NHWC tensor a full-integer .tflite takes (round half away, saturate)."""
     a = x.numpy().astype(np.float32)
