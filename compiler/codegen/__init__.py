@@ -12,7 +12,6 @@ stage's coverage gate reads it.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from edgefold.compiler.codegen import emit, planner
 from edgefold.compiler.codegen.lower import Lowered, Lowerer, UnsupportedOp
