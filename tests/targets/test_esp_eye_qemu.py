@@ -134,7 +134,7 @@ def test_codegen_model_matches_host_tflm_and_too_big_is_refused(tmp_path):
 def harness_build(tmp_path_factory):
     root = tmp_path_factory.mktemp("xtwin")
     (root / "build-input" / "codegen").mkdir(parents=True)
-    for f in ("model.c", "model.h"):
+    for f in ("model.c", "model.h", "model.json"):
         shutil.copy(HERE / "c" / f, root / "build-input" / "codegen" / f)
     return xt.EspEyeQemuTarget().build(root / "build-input", root / "build", "edgefold", runs=3, warmup=1)
 
