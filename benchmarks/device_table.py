@@ -6,10 +6,12 @@
 - nano33ble-qemu: measured instructions per inference (QEMU -icount), Flash and static RAM from the linked ELF
   (nRF52840 map; the planned arena is in .bss, so static RAM includes it), stack high-water reported by the firmware.
 - nano33ble (64 MHz Cortex-M4F): ESTIMATED runtime = twin instructions × CPI ÷ 64 MHz with the twin's documented
-  CPI (targets/qemu.py DEFAULT_CPI); RAM/Flash are the twin's linker figures (runtime + model + harness; the
+  CPI (targets/qemu/nano33ble.py DEFAULT_CPI); RAM/Flash are the twin's linker figures (runtime + model + harness; the
   Arduino core of a real PlatformIO build comes on top).
-- esp-eye (240 MHz Xtensa LX6): ESTIMATED runtime = the same ARMv7-M instruction count × the same CPI ÷ 240 MHz.
-  A cross-ISA assumption (no Xtensa compiler here): an order of magnitude, not a prediction.
+- esp-eye-qemu: measured Xtensa lx106 instructions per inference of the same build input (`edgefold bench`), its
+  Flash and static DRAM from the ESP32-map ELF.
+- esp-eye (240 MHz Xtensa LX6): ESTIMATED runtime = the lx106 instruction count × the twin's CPI (1.4) ÷ 240 MHz.
+  The lx106 lacks the LX6's MAC16, loops and SEXT, so this leans high.
 - jetson-local: MEASURED on this host's CPU through the real SSH deploy path (ONNX Runtime), not a Jetson Nano.
 """
 
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from edgefold.api import DeployConfig, deploy
+from edgefold.api import DeployConfig, bench, deploy
 from edgefold.core.errors import EdgefoldError
 from edgefold.core.fsutil import write_json
 
@@ -57,6 +59,12 @@ def main() -> None:
                     row[target] = {"error": str(e)}
                 console.print(f"r={r:g} {target}: {time.perf_counter() - t0:.1f} s"
                               + (f" [red]failed[/red]: {row[target]['error']}" if "error" in row[target] else ""))
+            # the ESP-EYE's Xtensa twin measures the very build input the Cortex-M4 twin ran
+            try:
+                row["esp-eye-qemu"] = bench("esp-eye-qemu", Path(tmp) / f"nano33ble-qemu-{r:g}", runs=a.runs,
+                                            warmup=2).to_dict()
+            except EdgefoldError as e:
+                row["esp-eye-qemu"] = {"error": str(e)}
             rows.append(row)
     out = [_row(row) for row in rows]
     write_json(a.out, {"model": a.model, "weights": a.weights, "method": a.method, "repair": a.repair, "rows": out})
@@ -71,7 +79,7 @@ def main() -> None:
         print(f"| {dev} | {metric} | " + " | ".join(vals) + " |")
     print(f"\nwrote {a.out}")
     for r in out:
-        for k in ("qemu_error", "jetson_error"):
+        for k in ("qemu_error", "xtensa_error", "jetson_error"):
             if r.get(k):
                 print(f"r={r['ratio']:g} {k}: {r[k]}")
 
@@ -83,7 +91,10 @@ TABLE = [
     ("nano33ble-qemu (twin)", "Flash KB (linked ELF)", "qemu_flash_kb", "{:.1f}"),
     ("nano33ble-qemu (twin)", "output CRC = host", "qemu_crc", "{}"),
     ("nano33ble", "runtime ms (estimated: insns × CPI ÷ 64 MHz)", "nano33ble_est_ms", "{:.0f}"),
-    ("esp-eye", "runtime ms (estimated: insns × CPI ÷ 240 MHz, cross-ISA)", "esp_eye_est_ms", "{:.0f}"),
+    ("esp-eye-qemu (twin)", "lx106 instructions / inference (measured)", "xtensa_instructions", "{:,.0f}"),
+    ("esp-eye-qemu (twin)", "static DRAM KB (incl. arena) / Flash KB", "xtensa_ram_flash", "{}"),
+    ("esp-eye-qemu (twin)", "output CRC = host", "xtensa_crc", "{}"),
+    ("esp-eye", "runtime ms (estimated: lx106 insns × CPI ÷ 240 MHz)", "esp_eye_est_ms", "{:.0f}"),
     ("jetson-local (this host's CPU)", "runtime ms (measured, median)", "jetson_ms", "{:.3f}"),
     ("jetson-local (this host's CPU)", "RAM MB (runner peak RSS)", "jetson_ram_mb", "{:.1f}"),
     ("jetson-local (this host's CPU)", "ONNX KB", "jetson_flash_kb", "{:.1f}"),
@@ -93,15 +104,20 @@ TABLE = [
 
 
 def _row(row: dict) -> dict:
-    q, j = row["nano33ble-qemu"], row["jetson-local"]
-    out: dict = {"ratio": row["ratio"], "qemu_error": q.get("error"), "jetson_error": j.get("error")}
+    q, j, x = row["nano33ble-qemu"], row["jetson-local"], row.get("esp-eye-qemu", {"error": "not run"})
+    out: dict = {"ratio": row["ratio"], "qemu_error": q.get("error"), "jetson_error": j.get("error"),
+                 "xtensa_error": x.get("error")}
     if "error" not in q:
         insns, cpi = float(q["instructions"]), float(q["latency"]["cpi"])
         out |= {"params": q["params"], "macs": q["macs"], "accuracy_int8": (q.get("accuracy") or {}).get("int8"),
                 "qemu_instructions": insns, "qemu_ram_kb": q["ram"]["total"] / KB, "qemu_flash_kb": q["flash"] / KB,
                 "qemu_arena": q["ram"]["arena"], "qemu_stack": q["ram"]["stack"], "qemu_crc": q.get("output_crc_match"),
-                "cpi": cpi, "nano33ble_est_ms": insns * cpi / 64e6 * 1e3,
-                "esp_eye_est_ms": insns * cpi / ESP32_CLOCK_HZ * 1e3}
+                "cpi": cpi, "nano33ble_est_ms": insns * cpi / 64e6 * 1e3}
+    if "error" not in x:
+        xi = float(x["instructions"])
+        out |= {"xtensa_instructions": xi, "xtensa_crc": x.get("output_crc_match"), "xtensa_cpi": x["latency"]["cpi"],
+                "xtensa_ram_flash": f"{x['ram']['static'] / KB:.1f} / {x['flash'] / KB:.1f}",
+                "esp_eye_est_ms": xi * float(x["latency"]["cpi"]) / ESP32_CLOCK_HZ * 1e3}
     if "error" not in j:
         lat = j.get("latency") or {}
         per = lat.get("per_run") or []

@@ -99,7 +99,8 @@ def generate(target: str, fw: FirmwareInputs, out_dir: Path, backend: str, runs:
     if src.exists():
         shutil.rmtree(src)
     src.mkdir(parents=True)
-    files: list[Path] = [*sorted((BOARDS_DIR / proj.port_dir).glob("*.cpp")), BOARDS_DIR / "ef_board.h"]
+    files: list[Path] = [*sorted((BOARDS_DIR / proj.port_dir).glob("*.cpp")), BOARDS_DIR / "ef_board.h",
+                         BOARDS_DIR / "ef_stack.h"]
     files += [HARNESS_DIR / n for n in ("harness.c", "harness.h", "ef_proto.c", "ef_proto.h", "ef_backend.h")]
     if backend == "edgefold":
         files.append(HARNESS_DIR / "backend_edgefold.c")

@@ -8,12 +8,18 @@ Wire format (firmware/harness/ef_proto.c writes it), one record per line, ASCII:
 
     BEGIN v=1 board= backend= model=<16 hex> unit=us|instructions clock_hz= warmup= runs= in= out= macs= in_crc=
     RUN   i=<0..runs-1> t=<time in unit> crc=<crc32 of the output after this run>      (one per timed run)
-    MEM   arena=<bytes> stack=<bytes high-water> [heap_free=<bytes>]
+    MEM   arena=<bytes> stack=<bytes> [heap_free=<bytes>]                                  (figures below)
     OUT   n=<output bytes> crc=<crc32 of the output>
     HEX   off=<byte offset> data=<hex>                                                 (first 256 output bytes)
     END   status=ok|error [runs=]
     ERR   stage=init|warmup|run i= code=                                               (device-side failure)
     FAULT type=hardfault|...                                                           (CPU fault; no checksum)
+
+MEM figures, the same on every board (firmware/boards/ef_board.h): `arena` = bytes of tensor arena the backend uses
+(the planned arena for edgefold, arena_used_bytes() for TFLM); `stack` = high-water mark of the stack below the
+benchmark's entry (painted at entry, scanned after the runs); `heap_free` = the largest block still allocatable from
+internal RAM (PSRAM excluded), absent on boards without a heap. ERR codes of a failed set-up are named in
+ERROR_CODES.
 
 Robustness rules: a line that does not start with "EF1 " is noise (boot messages, prints) and is ignored; an
 EF1 line whose checksum fails is dropped and counted. A dropped line can only make a record *missing*, and a
@@ -42,6 +48,17 @@ _DAMAGED = re.compile(r"(?i)ef1.{0,3}(begin|run|mem|out|hex|end|err)|[ *][0-9a-f
 _OTHER_VERSION = re.compile(r"^EF(\d+) BEGIN ")
 _FIELD = re.compile(r" ([a-z_]+)=([^ ]*)")
 _UNITS = {"us": "us", "ms": "ms", "instructions": "instructions", "cycles": "cycles"}
+# What a set-up ERR code means (firmware/boards/ef_board.h EF_ERR_*); other codes are ef_model_run()'s own.
+ERROR_CODES = {
+    -20: "the op resolver could not register the model's ops",
+    -21: "the .tflite schema version differs from the interpreter's",
+    -22: "no free memory block as large as the tensor arena",
+    -23: "the tensor arena is too small for this model (AllocateTensors failed)",
+    -24: "the interpreter has no input or output tensor",
+    -25: "the interpreter's input/output sizes differ from model.h",
+    -26: "the tensor arena needs PSRAM and the board has none (psramFound() is false: no PSRAM fitted, or the "
+         "firmware was built without -DBOARD_HAS_PSRAM)",
+}
 
 
 class ProtocolError(DeviceError):
@@ -212,8 +229,13 @@ class BenchParser:
             raise self._missing("BEGIN (is the benchmark firmware on the device?)" + extra)
         if self.errors:
             e = self.errors[0].fields
-            raise DeviceError(f"device reported an error: ef_model_run failed at {e.get('stage', '?')} "
-                              f"i={e.get('i', '?')} with code {e.get('code', '?')}")
+            stage, code = e.get("stage", "?"), e.get("code", "?")
+            if stage == "init":
+                why = ERROR_CODES.get(int(code)) if re.fullmatch(r"-?\d+", code) else None
+                raise DeviceError(f"device reported an error: set-up failed with code {code}"
+                                  + (f": {why}" if why else ""))
+            raise DeviceError(f"device reported an error: ef_model_run failed at {stage} "
+                              f"i={e.get('i', '?')} with code {code}")
         if self.end is None:
             raise self._missing(f"END (got {len(self.runs)} of {self.n_runs} runs)")
         if self.end.fields["status"] != "ok":

@@ -14,10 +14,11 @@ from edgefold.targets.base import DeviceSpec, Target
 from edgefold.core.errors import EdgefoldError
 
 TARGETS: dict[str, str] = {
-    # microcontrollers: the two USB boards and the Nano's QEMU twin
+    # microcontrollers: the two USB boards and their QEMU twins
     "nano33ble": "edgefold.targets.nano33ble:Nano33BleTarget",
     "esp-eye": "edgefold.targets.esp_eye:EspEyeTarget",
-    "nano33ble-qemu": "edgefold.targets.qemu:NanoQemuTarget",
+    "nano33ble-qemu": "edgefold.targets.qemu.nano33ble:NanoQemuTarget",
+    "esp-eye-qemu": "edgefold.targets.qemu.esp_eye:EspEyeQemuTarget",
     # Linux boards over SSH: the Jetson Nano and its loopback-sshd twin
     "jetson-nano": "edgefold.targets.jetson:JetsonNanoTarget",
     "jetson-local": "edgefold.targets.jetson:JetsonLocalTarget",

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages edgefold's emulated targets need, only if something is missing.
-# arm-none-eabi-gcc + newlib: Cortex-M4 firmware; qemu-system-arm: the nano33ble twin; sshd: the Jetson twin.
+# arm-none-eabi-gcc + newlib: Cortex-M4 firmware; qemu-system-arm: the nano33ble twin; sshd: the Jetson twin;
+# gcc-xtensa-lx106 + picolibc + qemu-system-misc (qemu-system-xtensa): the esp-eye-qemu twin.
 set -euo pipefail
 need=()
 command -v arm-none-eabi-gcc >/dev/null || need+=(gcc-arm-none-eabi)
 [ -e /usr/lib/arm-none-eabi/newlib ] || [ -e /usr/lib/arm-none-eabi/lib ] || need+=(libnewlib-arm-none-eabi)
 command -v qemu-system-arm >/dev/null || need+=(qemu-system-arm)
+command -v xtensa-lx106-elf-gcc >/dev/null || need+=(gcc-xtensa-lx106)
+[ -e /usr/lib/xtensa-lx106-elf/lib/libc.a ] || need+=(picolibc-xtensa-lx106-elf)
+command -v qemu-system-xtensa >/dev/null || need+=(qemu-system-misc)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v gcc >/dev/null || need+=(gcc)

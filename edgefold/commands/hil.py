@@ -1,4 +1,4 @@
-"""`edgefold hil`: run a hardware-in-the-loop matrix (see edgefold/hil.py) and gate the results."""
+"""`edgefold hil`: run a hardware-in-the-loop matrix (see edgefold/hil/) and gate the results."""
 
 from __future__ import annotations
 
@@ -39,12 +39,13 @@ def run(args: argparse.Namespace) -> int:
 
     from edgefold import hil
     from edgefold.core.errors import EdgefoldError
+    from edgefold.targets import usb
 
     if args.jobs is not None and args.jobs < 1:
         raise EdgefoldError("--jobs must be at least 1")
     matrix = hil.load_matrix(args.matrix)
     if args.dry_run:
-        ports = hil.list_serial_ports() if any(d.kind == "serial" for d in matrix.devices.values()) else []
+        ports = usb.list_devices() if any(d.kind == "serial" for d in matrix.devices.values()) else []
         lanes = {n: hil.resolve_lane(d, ports) for n, d in matrix.devices.items()}
         console.print(f"{len(matrix.cells)} cells in {matrix.path}:", markup=False)
         for c in matrix.cells:  # plain lines, not a table: CI logs must not wrap or truncate cell ids

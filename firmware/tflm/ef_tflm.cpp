@@ -35,22 +35,24 @@ extern "C" const char *ef_backend_name(void) { return "tflm"; }
 extern "C" int ef_backend_init(void) {
     if (g_interp != nullptr) return 0;
     static tflite::MicroMutableOpResolver<EF_TFLM_NUM_OPS> resolver;
-    if (ef_tflm_register(resolver) != 0) return -20;
+    if (ef_tflm_register(resolver) != 0) return EF_ERR_TFLM_OPS;
     const tflite::Model *model = tflite::GetModel(ef_model_tflite);
-    if (model->version() != TFLITE_SCHEMA_VERSION) return -21;
+    if (model->version() != TFLITE_SCHEMA_VERSION) return EF_ERR_TFLM_SCHEMA;
 #ifdef EF_ARENA_IN_HEAP
-    uint8_t *arena = (uint8_t *)ef_board_alloc_arena(EF_ARENA_BYTES);
-    if (arena == nullptr) return -22;
+    void *mem = nullptr;
+    int rc = ef_board_alloc_arena(EF_ARENA_BYTES, &mem);
+    if (rc != 0) return rc;  // e.g. EF_ERR_NO_PSRAM: the host names the reason
+    uint8_t *arena = (uint8_t *)mem;
 #else
     uint8_t *arena = g_arena;
 #endif
     // placement new: no heap, no static-initialisation guard
     g_interp = new (g_interp_mem) tflite::MicroInterpreter(model, resolver, arena, EF_ARENA_BYTES);
-    if (g_interp->AllocateTensors() != kTfLiteOk) return -23;  // arena too small for this board
+    if (g_interp->AllocateTensors() != kTfLiteOk) return EF_ERR_TFLM_ALLOCATE;  // arena too small
     g_in = g_interp->input(0);
     g_out = g_interp->output(0);
-    if (g_in == nullptr || g_out == nullptr) return -24;
-    if (g_in->bytes != (size_t)EF_INPUT_BYTES || g_out->bytes != (size_t)EF_OUTPUT_BYTES) return -25;
+    if (g_in == nullptr || g_out == nullptr) return EF_ERR_TFLM_TENSORS;
+    if (g_in->bytes != (size_t)EF_INPUT_BYTES || g_out->bytes != (size_t)EF_OUTPUT_BYTES) return EF_ERR_TFLM_SIZES;
     return 0;
 }
 

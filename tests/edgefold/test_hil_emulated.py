@@ -17,18 +17,23 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import psutil
 import pytest
 from report_checks import check_html_self_contained, png_is_non_trivial, screenshot
 
-from edgefold import hil as hil_mod
+from edgefold.hil import supervise
 
 ROOT = Path(__file__).resolve().parents[2]
 MATRIX = ROOT / "examples" / "ci" / "hil-emulated.toml"
 QEMU_CELLS = {f"nano33ble-qemu.edgefold.dscnn.{m}.r{r}.ar" for m in ("fold", "mag1") for r in ("0", "0.5")}
 JETSON_CELL = "jetson-local.onnxruntime.dscnn.fold.r0.5.ar"
 
-pytestmark = pytest.mark.skipif(not (ROOT / "edgefold" / "commands" / "deploy.py").exists(),
-                                reason="`edgefold deploy` is not built yet")
+
+def descendants(pid: int) -> set[int]:
+    try:
+        return {c.pid for c in psutil.Process(pid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return set()
 
 
 def hil(*args: str | Path, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
@@ -166,17 +171,17 @@ def test_sigterm_stops_the_matrix_and_kills_the_cell(env, tmp_path):
             running = "running" in json.loads((out / "state.json").read_text())["cells"].values()
         except (OSError, ValueError):
             running = False
-        tree = set(hil_mod._descendants(p.pid))
+        tree = descendants(p.pid)
         if running and tree:  # the deploy subprocess is up (anything it starts is caught by the kill too)
             break
         time.sleep(0.2)
     time.sleep(1.0)
-    tree |= set(hil_mod._descendants(p.pid))
+    tree |= descendants(p.pid)
     p.terminate()
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130, err[-2000:]
     time.sleep(0.5)
-    assert [pid for pid in tree if hil_mod._alive(pid)] == []
+    assert [pid for pid in tree if supervise.alive(pid)] == []
     doc = json.loads((out / "hil.json").read_text())
     assert doc["interrupted"] is True and doc["counts"]["pending"] >= 1
     assert not list((out / "cells").glob("*/cell.json"))  # the killed cell is not recorded as done

@@ -4,17 +4,19 @@ that answers in milliseconds). The real deploy against the emulated twins is exe
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import psutil
 import pytest
+from edgefold.targets import usb
 
 from edgefold import hil
 from edgefold.core.errors import EdgefoldError
+from edgefold.hil import gates, state, supervise
 
 FAKE = [sys.executable, str(Path(__file__).with_name("fake_deploy.py"))]
 
@@ -109,7 +111,7 @@ def test_sizes_and_fractions():
 
 def test_devices_by_vid_pid_and_port(tmp_path):
     dev = hil.DeviceConfig("nano33ble", "serial", ["2341:805a", "2341:005a"])
-    boot = [hil.SerialPort("/dev/ttyACM3", 0x2341, 0x005A), hil.SerialPort("/dev/ttyUSB0", 0x10C4, 0xEA60)]
+    boot = [usb.SerialDevice("/dev/ttyACM3", "2341:005a"), usb.SerialDevice("/dev/ttyUSB0", "10c4:ea60")]
     lane = hil.resolve_lane(dev, boot)
     assert lane.absent is None and lane.port == "/dev/ttyACM3"  # the bootloader PID counts as present
     esp = hil.resolve_lane(hil.DeviceConfig("esp-eye", "serial", ["10c4:ea60"]), boot)
@@ -122,8 +124,6 @@ def test_devices_by_vid_pid_and_port(tmp_path):
     assert ssh.absent and "no host configured" in ssh.absent
     closed = hil.resolve_lane(hil.DeviceConfig("jetson-nano", "ssh", options={"host": "127.0.0.1", "port": "1"}), [])
     assert closed.absent and "127.0.0.1:1 unreachable" in closed.absent
-    # objects from edgefold.targets.usb may be dicts with a usb_id string
-    assert hil._coerce_port({"port": "/dev/x", "usb_id": "2341:805A"}).usb_id == "2341:805a"
 
 
 # ------------------------------------------------------------------------------------------ runs
@@ -201,7 +201,7 @@ timeout = 3
     assert "timed out after 3 s" in stall.reason
     child = int((tmp_path / "out/cells" / stall.cell.id / "deploy/child.pid").read_text())
     time.sleep(0.2)
-    assert not hil._alive(child), "the stalled deploy's child survived the group kill"
+    assert not supervise.alive(child), "the stalled deploy's child survived the group kill"
     root = ET.parse(tmp_path / "out/junit.xml").getroot()
     errs = [tc for tc in root.iter("testcase") if tc.find("error") is not None]
     assert len(errs) == 3 and all(tc.find("error").get("message") for tc in errs)
@@ -277,7 +277,7 @@ target = ["nano33ble", "nano33ble-qemu"]
 def test_one_run_per_output_folder(tmp_path, fake_env):
     m = hil.load_matrix(write_matrix(tmp_path, '[[matrix]]\nmodel="dscnn"\ntarget="nano33ble-qemu"\n'))
     (tmp_path / "out").mkdir()
-    with hil._exclusive(tmp_path / "out"), pytest.raises(EdgefoldError, match="another `edgefold hil` is running"):
+    with state.exclusive(tmp_path / "out"), pytest.raises(EdgefoldError, match="another `edgefold hil` is running"):
         hil.run_matrix(m, tmp_path / "out", deploy_base=FAKE)
     assert hil.run_matrix(m, tmp_path / "out", deploy_base=FAKE).ok  # released with the first run
 
@@ -349,9 +349,9 @@ def test_budget_agreement_and_crc_gates():
 
 def test_latency_gate_units():
     r = {"latency": {"value": 1200.0, "unit": "us"}, "instructions": None}
-    assert hil._latency_gate(r, {"latency": {"value": 1.0, "unit": "ms"}}, 0.1).ok is False
-    assert hil._latency_gate(r, {"latency": {"value": 1.1, "unit": "ms"}}, 0.1).ok is True
-    assert hil._latency_gate(r, None, 0.1).applied is False
+    assert gates.latency_gate(r, {"latency": {"value": 1.0, "unit": "ms"}}, 0.1).ok is False
+    assert gates.latency_gate(r, {"latency": {"value": 1.1, "unit": "ms"}}, 0.1).ok is True
+    assert gates.latency_gate(r, None, 0.1).applied is False
 
 
 def test_cli_dry_run_and_errors(tmp_path, cli):
@@ -359,7 +359,7 @@ def test_cli_dry_run_and_errors(tmp_path, cli):
     rc, out, err = cli("hil", "--matrix", m, "--out", tmp_path / "o", "--dry-run")
     assert rc == 0 and "nano33ble-qemu.edgefold.dscnn.fold.r0.none" in out and "skip (" in out
     boards_only = write_matrix(tmp_path, '[[matrix]]\nmodel="dscnn"\ntarget=["nano33ble", "esp-eye"]\n')
-    if not hil.list_serial_ports():  # no board attached here: all skipped, and that is not a green run
+    if not usb.list_devices():  # no board attached here: all skipped, and that is not a green run
         rc, out, err = cli("hil", "--matrix", boards_only, "--out", tmp_path / "o2")
         assert rc == 1 and "every cell was skipped" in err
         root = ET.parse(tmp_path / "o2/junit.xml").getroot()
@@ -369,11 +369,11 @@ def test_cli_dry_run_and_errors(tmp_path, cli):
 
 
 def test_no_stray_processes_left(tmp_path, fake_env):
-    """After a timeout kill nothing of the cell's tree is left running (checked via /proc)."""
+    """After a timeout kill nothing of the cell's tree is left running (checked with psutil)."""
     m = hil.load_matrix(write_matrix(tmp_path, '[[matrix]]\nmodel="dscnn"\ntarget="nano33ble-qemu"\n'
                                                'fault="stall"\ntimeout=2\n'))
-    before = set(hil._descendants(os.getpid()))
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     hil.run_matrix(m, tmp_path / "out", deploy_base=FAKE)
     time.sleep(0.2)
-    left = [p for p in set(hil._descendants(os.getpid())) - before if hil._alive(p)]
+    left = [p for p in {p.pid for p in psutil.Process().children(recursive=True)} - before if supervise.alive(p)]
     assert left == []

@@ -11,13 +11,13 @@ import zlib
 from pathlib import Path
 
 import pytest
-from edgefold.targets import fit, platformio, registry
+from edgefold.targets import fit, harness, platformio, registry
 from edgefold.targets.esp_eye import EspEyeTarget
 from edgefold.targets.harness import BOARDS_DIR, HARNESS_DIR, default_input
 from edgefold.targets.nano33ble import Nano33BleTarget
 from edgefold.targets.protocol import BenchParser
 
-from edgefold.core.errors import EdgefoldError, ToolchainMissing
+from edgefold.core.errors import DeviceError, EdgefoldError, ToolchainMissing
 
 HERE = Path(__file__).parent
 TINY = HERE / "data" / "tiny_int8.tflite"
@@ -56,7 +56,7 @@ def test_project_config_offline(build_input, tmp_path, target_cls, platform, boa
     libs = env.get("lib_deps", [])
     assert (platformio.TFLM_LIB in libs) == (backend == "tflm")
     src = {p.name for p in (proj / "src").iterdir()}
-    assert {"main.cpp", "board.cpp", "harness.c", "ef_proto.c", "input.h", "model.h"} <= src
+    assert {"main.cpp", "board.cpp", "harness.c", "ef_proto.c", "input.h", "model.h", "ef_stack.h"} <= src
     if backend == "tflm":
         assert {"ef_tflm.cpp", "ef_tflm_ops.h", "model_int8_tflite.c"} <= src
         ops = (proj / "src" / "ef_tflm_ops.h").read_text()
@@ -147,22 +147,67 @@ def test_targets_command(cli):
     assert rc == 0 and "nano33ble-qemu" in out and "esp-eye" in out and "2341:805a" in out
 
 
+def _stubs(port: str) -> list[str]:
+    """Include flags for a port's stub headers: its core's additions first, then the shared Arduino API."""
+    core = {"nano33ble": "mbed", "esp32": "esp32"}[port]
+    return [f"-I{HERE / 'stubs' / core}", f"-I{HERE / 'stubs'}", f"-I{BOARDS_DIR}", f"-I{HARNESS_DIR}"]
+
+
+# (port, extra flags): the ESP32 port also without pxTaskGetStackStart (its high-water-mark fallback)
+PORT_VARIANTS = [("nano33ble", []), ("esp32", []), ("esp32", ["-DINCLUDE_pxTaskGetStackStart=0"])]
+
+
 @pytest.mark.skipif(shutil.which("g++") is None, reason="no host g++")
-@pytest.mark.parametrize("port", ["nano33ble", "esp32"])
-def test_arduino_ports_parse(port):
-    """Syntax check of the Arduino board ports against declaration-only stubs (tests/targets/stubs): catches C++
-    errors here; the real Arduino cores compile them in PlatformIO."""
+@pytest.mark.parametrize("port,extra", PORT_VARIANTS)
+def test_arduino_ports_parse(port, extra):
+    """Syntax check of the Arduino board ports against declaration-only stubs (tests/targets/stubs, faithful to the
+    real headers' names and signatures): catches C++ errors here; the real Arduino cores compile them in PlatformIO."""
     for f in ("board.cpp", "main.cpp"):
-        r = subprocess.run(["g++", "-std=gnu++17", "-fsyntax-only", "-Wall", "-Werror", f"-I{HERE / 'stubs'}",
-                            f"-I{BOARDS_DIR}", f"-I{HARNESS_DIR}", str(BOARDS_DIR / port / f)],
-                           capture_output=True, text=True)
+        r = subprocess.run(["g++", "-std=gnu++17", "-fsyntax-only", "-Wall", "-Werror", *extra, *_stubs(port),
+                            str(BOARDS_DIR / port / f)], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
-    if port == "nano33ble" and shutil.which("arm-none-eabi-g++"):  # and its Thumb-2 inline assembly assembles
-        r = subprocess.run(["arm-none-eabi-g++", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
-                            "-std=gnu++17", "-O2", "-fno-exceptions", "-fno-rtti", "-c", f"-I{HERE / 'stubs'}",
-                            f"-I{BOARDS_DIR}", str(BOARDS_DIR / port / "board.cpp"), "-o", os.devnull],
-                           capture_output=True, text=True)
+    # and the inline assembly assembles for the port's ISA: Thumb-2 (Nano), Xtensa (ESP32; lx106 is what is here)
+    cross = {"nano33ble": ["arm-none-eabi-g++", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
+             "esp32": ["xtensa-lx106-elf-g++", "-mlongcalls"]}[port]
+    if shutil.which(cross[0]):
+        r = subprocess.run([*cross, "-std=gnu++17", "-O2", "-fno-exceptions", "-fno-rtti", "-c", *extra, *_stubs(port),
+                            str(BOARDS_DIR / port / "board.cpp"), "-o", os.devnull], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.skipif(shutil.which("g++") is None or shutil.which("gcc") is None, reason="no host gcc/g++")
+def test_esp32_port_logic_runs_through_the_harness(tmp_path):
+    """The ESP32 port's own code, built for the host with the ESP-IDF/Arduino calls implemented there
+    (tests/targets/c/esp32_host.cpp): a board without PSRAM is a named error over EF1, not a fallback; heap_free is
+    the largest internal block."""
+    objs = []
+    for src in (BOARDS_DIR / "esp32" / "board.cpp", BOARDS_DIR / "esp32" / "main.cpp", HERE / "c" / "esp32_host.cpp"):
+        obj = tmp_path / (src.stem + "_cpp.o")
+        subprocess.run(["g++", "-std=gnu++17", "-O1", "-Wall", "-Werror", "-DEF_PSRAM_THRESHOLD=256", *_stubs("esp32"),
+                        "-c", str(src), "-o", str(obj)], check=True, capture_output=True)
+        objs.append(str(obj))
+    srcs = [HARNESS_DIR / "harness.c", HARNESS_DIR / "ef_proto.c", HERE / "c" / "model.c",
+            HERE / "c" / "backend_heap_arena.c"]
+    (tmp_path / "input.h").write_text(harness.input_header(default_input(96)))
+    exe = tmp_path / "esp32_port"
+    r = subprocess.run(["gcc", "-std=c99", "-O1", "-Wall", "-Werror", "-DEF_RUNS=2", "-DEF_WARMUP=0", f"-I{tmp_path}",
+                        f"-I{HERE / 'c'}", f"-I{BOARDS_DIR}", f"-I{HARNESS_DIR}", *map(str, srcs), *objs, "-lstdc++",
+                        "-o", str(exe)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+    def run(psram: str):
+        out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=20,
+                             env={**os.environ, "EF_TEST_PSRAM": psram}).stdout
+        p = BenchParser(expect_model="0123456789abcdef")
+        for line in out.splitlines():
+            p.feed(line)
+        return p.result()
+
+    with pytest.raises(DeviceError, match=r"set-up failed with code -26: the tensor arena needs PSRAM .*psramFound"):
+        run("0")
+    res = run("1")  # the 512-byte arena (over the test's 256-byte threshold) went to PSRAM
+    assert res.output == _reference(default_input(96)) and res.arena_bytes == 512
+    assert res.heap_free == 110592  # the largest internal block, not the total free heap nor PSRAM
 
 
 def test_esp_eye_arena_limits_per_backend():

@@ -155,6 +155,10 @@ def test_device_error_and_fault_records():
                                          format_record("END", status="error")]
     with pytest.raises(DeviceError, match="code -3"):
         parse(lines)
+    lines = session([1], b"abc")[:1] + [format_record("ERR", stage="init", i=-1, code=-23),
+                                         format_record("END", status="error")]
+    with pytest.raises(DeviceError, match="set-up failed with code -23: the tensor arena is too small"):
+        parse(lines)  # set-up codes are named (firmware/boards/ef_board.h EF_ERR_*)
     with pytest.raises(DeviceError, match="CPU fault \\(hardfault\\)"):
         parse(session([1], b"abc")[:2] + ["EF1 FAULT type=hardfault"])
 
@@ -172,3 +176,13 @@ def test_parse_line_kinds():
     assert parse_line(format_record("END", status="ok")).kind == "END"
     assert parse_line("garbage" + format_record("END", status="ok")).kind == "END"  # lost newline before it
     assert parse_line(format_record("END", status="ok")[:-1]) == "corrupt"
+
+
+def test_every_firmware_error_code_is_named():
+    import re
+
+    from edgefold.targets.harness import BOARDS_DIR
+    from edgefold.targets.protocol import ERROR_CODES
+
+    codes = {int(c) for c in re.findall(r"#define EF_ERR_\w+ \((-\d+)\)", (BOARDS_DIR / "ef_board.h").read_text())}
+    assert codes and codes == set(ERROR_CODES)

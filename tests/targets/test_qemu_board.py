@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from edgefold.core.errors import DeviceError, EdgefoldError, ToolchainMissing
 
 HERE = Path(__file__).parent
 pytestmark = pytest.mark.skipif(
-    not all(qemu.shutil.which(t) for t in (qemu.GCC, qemu.QEMU)), reason="arm-none-eabi-gcc / qemu-system-arm absent"
+    not all(shutil.which(t) for t in (qemu.GCC, qemu.QEMU)), reason="arm-none-eabi-gcc / qemu-system-arm absent"
 )
 
 

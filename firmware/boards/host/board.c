@@ -25,7 +25,11 @@ uint64_t ef_board_now(void) {
 const char *ef_board_name(void) { return "host"; }
 const char *ef_board_time_unit(void) { return "us"; }
 uint32_t ef_board_clock_hz(void) { return 0; }
+void ef_board_stack_mark(void) {}
 uint32_t ef_board_stack_used(void) { return 0; }
 int32_t ef_board_heap_free(void) { return -1; }
-void *ef_board_alloc_arena(size_t n) { return malloc(n); }
+int ef_board_alloc_arena(size_t n, void **arena) {
+    *arena = malloc(n);
+    return *arena != NULL ? 0 : EF_ERR_ARENA_ALLOC;
+}
 void ef_board_exit(int status) { exit(status); }

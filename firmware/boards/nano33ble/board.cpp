@@ -2,29 +2,29 @@
  *
  * Time: the DWT cycle counter (CYCCNT, 32 bit at 64 MHz = wraps after 67 s), extended to 64 bit in software
  * (every read notices a wrap; one inference is far shorter than 67 s), reported in microseconds.
- * Stack: the part of the main thread's stack below the frame of ef_board_init() is painted at start-up and
- * scanned after the runs, so "stack" is what the benchmark used below setup(). The thread's stack size comes from
- * CMSIS-RTOS2 (osThreadGetStackSize); we stay EF_STACK_HEADROOM bytes clear of its bottom because the part already
- * in use above setup() is unknown. Without the RTOS API only EF_STACK_PAINT_BYTES (safe for mbed's 4 KB default)
- * are painted. Heap: the largest block malloc() can still return (probed, outside the timed runs). */
+ * Stack (ef_stack.h): at the benchmark's entry the main thread's free stack below the harness is painted, from the
+ * bottom of the thread's stack memory (RTX's thread record: stack_mem; its first words hold RTX's overflow magic and
+ * are left alone) up to the current stack pointer; "stack" is how deep the benchmark wrote into it. Without the RTX
+ * headers only EF_STACK_PAINT_BYTES below the mark are painted (safe for mbed's smallest thread stacks).
+ * Heap: the largest block malloc() can still return, i.e. the largest allocatable block of internal RAM (the
+ * nRF52840 has no other), found by bisection outside the timed runs. */
 #include <Arduino.h>
 #include <stdlib.h>
 #if defined(__has_include)
-#if __has_include(<mbed.h>)
+#if __has_include(<mbed.h>) && __has_include(<rtx_os.h>)
 #include <mbed.h>
-#define EF_HAVE_RTOS2 1
+#include <rtx_os.h>
+#define EF_HAVE_RTX 1
 #endif
 #endif
 
 #include "ef_board.h"
+#include "ef_stack.h"
 
 #ifndef EF_STACK_PAINT_BYTES
 #define EF_STACK_PAINT_BYTES 2048
 #endif
-#ifndef EF_STACK_HEADROOM
-#define EF_STACK_HEADROOM 2048
-#endif
-#define EF_PAINT 0xA5C3E17Bu
+#define EF_STACK_GUARD 64u /* left unpainted at the bottom of the thread's stack: RTX's magic word lives there */
 
 #define REG32(a) (*(volatile uint32_t *)(a))
 #define DEMCR REG32(0xE000EDFCu)
@@ -34,21 +34,22 @@
 
 static uint32_t last_cycles;
 static uint64_t cycles_high;
-static uint32_t *paint_lo, *paint_hi;
+static ef_stack_region stack_region;
 
 extern "C" {
 
-__attribute__((noinline)) static void paint_stack(void) {
+__attribute__((noinline)) void ef_board_stack_mark(void) {
     uintptr_t sp;
     __asm__ __volatile__("mov %0, sp" : "=r"(sp));
-    size_t paint = EF_STACK_PAINT_BYTES;
-#ifdef EF_HAVE_RTOS2
-    uint32_t size = osThreadGetStackSize(osThreadGetId());
-    if (size > EF_STACK_HEADROOM + 256u) paint = size - EF_STACK_HEADROOM - 256u;
+    uintptr_t lo = sp - EF_STACK_MARGIN - EF_STACK_PAINT_BYTES;
+#ifdef EF_HAVE_RTX
+    const osRtxThread_t *self = (const osRtxThread_t *)osThreadGetId();
+    if (self != nullptr && self->stack_mem != nullptr) {
+        const uintptr_t base = (uintptr_t)self->stack_mem + EF_STACK_GUARD;
+        if (base < sp && sp - base <= self->stack_size) lo = base;  // sp is on this thread's stack
+    }
 #endif
-    paint_hi = (uint32_t *)((sp - 256u) & ~(uintptr_t)3u);
-    paint_lo = paint_hi - paint / 4;
-    for (volatile uint32_t *p = paint_lo; p < paint_hi; p++) *p = EF_PAINT;
+    ef_stack_paint(&stack_region, lo, sp);
 }
 
 void ef_board_init(void) {
@@ -62,7 +63,6 @@ void ef_board_init(void) {
     DWT_CTRL |= 1u;       // CYCCNTENA
     last_cycles = 0;
     cycles_high = 0;
-    paint_stack();
 }
 
 void ef_board_write(const char *s, size_t n) { Serial.write((const uint8_t *)s, n); }
@@ -80,12 +80,7 @@ const char *ef_board_name(void) { return "nano33ble"; }
 const char *ef_board_time_unit(void) { return "us"; }
 uint32_t ef_board_clock_hz(void) { return EF_CPU_HZ; }
 
-uint32_t ef_board_stack_used(void) {
-    if (paint_lo == nullptr) return 0;
-    const uint32_t *p = paint_lo;
-    while (p < paint_hi && *p == EF_PAINT) p++;
-    return (uint32_t)((uintptr_t)paint_hi - (uintptr_t)p);
-}
+uint32_t ef_board_stack_used(void) { return ef_stack_high_water(&stack_region); }
 
 int32_t ef_board_heap_free(void) {
     size_t lo = 0, hi = 512u * 1024u;  // more than the whole RAM
@@ -102,7 +97,10 @@ int32_t ef_board_heap_free(void) {
     return (int32_t)lo;
 }
 
-void *ef_board_alloc_arena(size_t n) { return malloc(n); }
+int ef_board_alloc_arena(size_t n, void **arena) {
+    *arena = malloc(n);
+    return *arena != nullptr ? 0 : EF_ERR_ARENA_ALLOC;
+}
 
 void ef_board_exit(int status) { (void)status; }
 

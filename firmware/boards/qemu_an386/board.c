@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "ef_board.h"
+#include "ef_stack.h"
 
 #define REG32(a) (*(volatile uint32_t *)(a))
 
@@ -30,7 +31,6 @@
 
 #define SYSTICK_HZ 25000000u         /* MPS2 system clock */
 #define INSNS_PER_TICK 40u           /* 1e9 ns/s / 25 MHz, with -icount shift=0 (1 insn = 1 ns) */
-#define STACK_PAINT 0xA5C3E17Bu
 
 extern uint32_t __data_start, __data_end, __data_load, __bss_start, __bss_end;
 extern uint32_t __stack_limit, __stack_top;
@@ -40,6 +40,7 @@ extern int main(void);
 void Reset_Handler(void);
 
 static volatile uint32_t systick_wraps;
+static ef_stack_region stack_region;
 
 /* ---- UART ---- */
 static void uart_putc(char c) {
@@ -73,18 +74,20 @@ const char *ef_board_time_unit(void) { return "instructions"; }
 uint32_t ef_board_clock_hz(void) { return 64000000u; } /* the nRF52840 this twin stands for */
 
 /* ---- memory ---- */
-uint32_t ef_board_stack_used(void) {
-    const uint32_t *p = &__stack_limit;
-    const uint32_t *top = &__stack_top;
-    while (p < top && *p == STACK_PAINT) p++;
-    return (uint32_t)((uintptr_t)top - (uintptr_t)p);
+__attribute__((noinline)) void ef_board_stack_mark(void) {
+    uintptr_t sp;
+    __asm__ __volatile__("mov %0, sp" : "=r"(sp));
+    ef_stack_paint(&stack_region, (uintptr_t)&__stack_limit, sp);
 }
+
+uint32_t ef_board_stack_used(void) { return ef_stack_high_water(&stack_region); }
 
 int32_t ef_board_heap_free(void) { return -1; } /* no heap on the twin: the runtime plans a static arena */
 
-void *ef_board_alloc_arena(size_t n) {
+int ef_board_alloc_arena(size_t n, void **arena) {
     (void)n;
-    return NULL;
+    *arena = NULL;
+    return EF_ERR_ARENA_ALLOC;
 }
 
 void ef_board_init(void) {
@@ -109,10 +112,12 @@ __attribute__((optimize("no-tree-loop-distribute-patterns"))) void ef_c_startup(
     uint32_t *src = &__data_load, *dst = &__data_start;
     while (dst < &__data_end) *dst++ = *src++;
     for (dst = &__bss_start; dst < &__bss_end; dst++) *dst = 0;
-    /* Paint the stack region (everything above .bss) up to a little below the live stack pointer. */
-    uint32_t sp;
+    /* Paint the stack region (everything above .bss) up to a little below the live stack pointer: without a later
+     * ef_board_stack_mark() the figure covers the whole program. */
+    uintptr_t sp;
     __asm__ __volatile__("mov %0, sp" : "=r"(sp));
-    for (dst = &__stack_limit; (uintptr_t)dst < sp - 64u; dst++) *dst = STACK_PAINT;
+    ef_stack_paint(&stack_region, (uintptr_t)&__stack_limit, sp);
+    stack_region.ref = (uintptr_t)&__stack_top;
     SCB_SHCSR |= (7u << 16); /* separate MemManage/BusFault/UsageFault handlers */
     for (void (**f)(void) = __preinit_array_start; f < __preinit_array_end; f++) (*f)();
     for (void (**f)(void) = __init_array_start; f < __init_array_end; f++) (*f)();

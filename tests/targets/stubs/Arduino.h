@@ -1,5 +1,6 @@
 /* Declarations only, for `g++ -fsyntax-only` of the Arduino board ports on a host without the Arduino cores
- * (the real cores come from PlatformIO). Signatures follow the Arduino API the ports use. */
+ * (the real cores come from PlatformIO). The Arduino API both cores share; each core's additions are in
+ * esp32/Arduino.h (Arduino-ESP32 2.x) and mbed/ (ArduinoCore-mbed 4.x), put first on the include path. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -13,4 +14,3 @@ struct EfStubSerial {
 extern EfStubSerial Serial;
 unsigned long millis(void);
 void delay(unsigned long ms);
-uint32_t getCpuFrequencyMhz(void);

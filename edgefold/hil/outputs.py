@@ -1,0 +1,127 @@
+"""What a run writes: DIR/hil.json, JUnit XML (one suite per target) and a Markdown summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from edgefold.core.fsutil import write_json, write_text
+from edgefold.hil.gates import fmt_latency
+from edgefold.hil.matrix import Matrix
+from edgefold.hil.state import ERROR, FAILED, PASSED, PENDING, SKIPPED, CellOutcome, HilRun
+
+HIL_SCHEMA = "edgefold-hil/1"
+
+
+def _cell_json(o: CellOutcome, out_dir: Path) -> dict[str, Any]:
+    rec = o.record or {}
+    return {"id": o.cell.id, "status": o.status, "reason": o.reason, "lane": o.lane, "reused": o.reused,
+            "params": o.cell.params(), "gates": [asdict(g) for g in o.gates],
+            "result": rec.get("result"), "rc": rec.get("rc"), "wall_seconds": rec.get("wall_seconds"),
+            "run_id": rec.get("run_id"),
+            "log": str((out_dir / "cells" / o.cell.id / "deploy.log").relative_to(out_dir)) if rec else None}
+
+
+def write_outputs(run: HilRun, matrix: Matrix, junit: str | os.PathLike | None = None) -> dict[str, Path]:
+    out = run.out_dir
+    doc = {"schema": HIL_SCHEMA, "run_id": run.run_id, "matrix": str(matrix.path), "interrupted": run.interrupted,
+           "wall_seconds": round(run.wall_seconds, 3), "baseline": run.baseline_path, "counts": run.counts(),
+           "cells": [_cell_json(o, out) for o in run.outcomes]}
+    paths = {"json": write_json(out / "hil.json", doc),
+             "junit": write_text(Path(junit) if junit else out / "junit.xml", junit_xml(run)),
+             "summary": write_text(out / "summary.md", summary_markdown(run))}
+    return paths
+
+
+def _num(v: Any, fmt: str = "{:,}") -> str:
+    if isinstance(v, float) and v.is_integer() and fmt == "{:,}":
+        v = int(v)  # counts arrive as medians (floats); 18,073,960 reads better than 18,073,960.0
+    return fmt.format(v) if isinstance(v, int | float) and not isinstance(v, bool) else "–"
+
+
+def _latency_text(res: dict[str, Any] | None) -> str:
+    if not res:
+        return "–"
+    lat = res.get("latency") or {}
+    v = lat.get("value")
+    if not isinstance(v, int | float):
+        return "–"
+    s = fmt_latency(v, lat.get("unit", ""))
+    return s + (" (est.)" if lat.get("kind") == "estimated" else "")
+
+
+def junit_xml(run: HilRun) -> str:
+    c = run.counts()
+    suites = ET.Element("testsuites", name="edgefold-hil", tests=str(len(run.outcomes)), failures=str(c[FAILED]),
+                        errors=str(c[ERROR] + c[PENDING]), skipped=str(c[SKIPPED]), time=f"{run.wall_seconds:.3f}")
+    by_target: dict[str, list[CellOutcome]] = {}
+    for o in run.outcomes:
+        by_target.setdefault(o.cell.target, []).append(o)
+    for target, outs in by_target.items():
+        cnt = {k: sum(o.status == k for o in outs) for k in (FAILED, ERROR, SKIPPED, PENDING)}
+        suite = ET.SubElement(suites, "testsuite", name=f"hil.{target}", tests=str(len(outs)),
+                              failures=str(cnt[FAILED]), errors=str(cnt[ERROR] + cnt[PENDING]),
+                              skipped=str(cnt[SKIPPED]),
+                              time=f"{sum((o.record or {}).get('wall_seconds') or 0 for o in outs):.3f}")
+        for o in outs:
+            rec = o.record or {}
+            tc = ET.SubElement(suite, "testcase", classname=f"hil.{target}.{o.cell.backend}", name=o.cell.id,
+                               time=f"{rec.get('wall_seconds') or 0:.3f}")
+            if o.status == FAILED:
+                failed = [g for g in o.gates if not g.ok]
+                el = ET.SubElement(tc, "failure", message=o.reason, type=",".join(g.name for g in failed))
+                el.text = "\n".join(g.message for g in o.gates)
+            elif o.status == ERROR:
+                el = ET.SubElement(tc, "error", message=o.reason or "error", type="error")
+                el.text = rec.get("stderr_tail", "")
+            elif o.status == PENDING:
+                ET.SubElement(tc, "error", message="not run: the matrix run was interrupted", type="interrupted")
+            elif o.status == SKIPPED:
+                ET.SubElement(tc, "skipped", message=o.reason)
+            res = rec.get("result")
+            if res:
+                lines = [f"latency: {_latency_text(res)}", f"instructions: {_num(res.get('instructions'))}",
+                         f"ram: {json.dumps(res.get('ram'))}", f"flash: {_num(res.get('flash'))}",
+                         f"accuracy: {json.dumps(res.get('accuracy'))}",
+                         f"output_crc_match: {res.get('output_crc_match')}"]
+                lines += [f"gate {g.name}: {'ok' if g.ok else 'FAIL'}: {g.message}" for g in o.gates]
+                ET.SubElement(tc, "system-out").text = "\n".join(lines)
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+_ICON = {PASSED: "✅", FAILED: "❌", ERROR: "💥", SKIPPED: "⏭️", PENDING: "⏸️"}
+
+
+def _md(s: str) -> str:
+    return s.replace("|", "\\|").replace("\n", " ")
+
+
+def summary_markdown(run: HilRun) -> str:
+    c = run.counts()
+    head = (f"## edgefold HIL: {len(run.outcomes)} cells — {c[PASSED]} passed, {c[FAILED]} failed, "
+            f"{c[ERROR]} errors, {c[SKIPPED]} skipped")
+    head += f", {c[PENDING]} not run (interrupted)" if c[PENDING] else ""
+    lines = [head, ""]
+    reused = sum(o.reused for o in run.outcomes)
+    if reused:
+        lines += [f"{reused} cells resumed from an earlier run (not redeployed).", ""]
+    lines += ["| | cell | device | latency | instructions | RAM (B) | Flash (B) | agreement | int8 acc. | notes |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for o in run.outcomes:
+        res = (o.record or {}).get("result") or {}
+        acc = res.get("accuracy") or {}
+        notes = o.reason if o.status != PASSED else "; ".join(g.message for g in o.gates if g.name == "latency")
+        dev = o.lane + (" (twin)" if res.get("emulated") else "")
+        lines.append("| " + " | ".join([
+            _ICON[o.status] + " " + o.status, f"`{o.cell.id}`", _md(dev),
+            _latency_text(res), _num(res.get("instructions")), _num((res.get("ram") or {}).get("total")),
+            _num(res.get("flash")), _num(acc.get("agreement"), "{:.1f}%"), _num(acc.get("int8"), "{:.1f}%"),
+            _md(notes)]) + " |")
+    lines += ["", "Latency marked *(est.)* is an estimate (instructions × CPI ÷ clock on an emulated twin), not a "
+              "measurement on the board.", ""]
+    return "\n".join(lines)
