@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +24,17 @@ from typing import TYPE_CHECKING, Any
 from edgefold.core.artifacts import CodegenManifest, CompressSummary, DeployResult, ExportSummary, plain
 from edgefold.core.errors import EdgefoldError
 from edgefold.core.vocab import BACKENDS, FAULTS, METHODS, REPAIRS, check_choice
+from edgefold.fitting import DataRequest, EpochHook, FitRequest, RecoverRequest, ShrinkRequest, Shrunk
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
     from edgefold.compiler.checkpoint import LoadedModel
+    from edgefold.compiler.userdata import DataPlan
 
-__all__ = ["CALIB_SAMPLES", "Compressed", "CompressRequest", "DeployConfig", "ExportRequest", "ModelRequest",
+__all__ = ["CALIB_SAMPLES", "Compressed", "CompressRequest", "DeployConfig", "ExportRequest", "FinetuneRequest",
+           "ModelRequest", "finetune_dir",
            "Progress", "TrainRequest", "Trained", "bench", "codegen_to_dir", "compress_model", "compress_to_dir",
            "deploy", "export_model", "export_to_dir", "load_calibration", "train"]
 
@@ -74,10 +76,14 @@ class CompressRequest:
     model: ModelRequest
     out: Path
     method: str = "fold"
-    ratio: float = 0.5  # fraction of channels removed per coupled group
+    ratio: float = 0.5  # fraction of channels removed per coupled group (without --fit / --ratios)
     repair: str = "ar"
     seed: int = 0
-    calib: str | None = None  # .npz with array 'x' for --repair repair (default: the built-in digits, when they fit)
+    calib: str | None = None  # older name of data.data: inputs for --repair repair
+    data: DataRequest = field(default_factory=DataRequest)
+    fit: FitRequest = field(default_factory=FitRequest)
+    recover: RecoverRequest = field(default_factory=RecoverRequest)
+    target: str | None = None  # --fit: the device whose budget and cost model apply (default nano33ble-qemu)
 
     def validate(self) -> None:
         check_choice("method", self.method, METHODS)
@@ -87,6 +93,11 @@ class CompressRequest:
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             raise EdgefoldError(f"--out {out} exists and is not a folder")
+        if self.calib and self.data.data:
+            raise EdgefoldError("pass either --calib or --data, not both")
+        self.data.validate()
+        self.fit.validate()
+        self.recover.validate()
 
 
 @dataclass
@@ -94,116 +105,150 @@ class Compressed:
     summary: CompressSummary  # what compress.json holds
     model: nn.Module  # the compressed model, in eval mode
     out_dir: Path  # holds model.pt and compress.json
+    shrunk: Shrunk | None = None  # fit / recovery details and the inputs export calibrates on
 
 
 def load_calibration(path: str, input_shape: tuple[int, ...]) -> torch.Tensor:
-    """Inputs from a user .npz (array 'x'), checked against the model's input shape; every failure is one line."""
-    import numpy as np
-    import torch
+    """Inputs from a user .npz (x[, y]) or .npy, checked against the model's input shape (compiler/userdata)."""
+    from edgefold.compiler.userdata import load_arrays
 
-    p = Path(path)
-    if not p.is_file():
-        raise EdgefoldError(f"calibration file not found: {p}")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            if not hasattr(z, "files"):
-                raise EdgefoldError(f"calibration file {p} must be a .npz with an array 'x', not a bare .npy")
-            if "x" not in z.files:
-                raise EdgefoldError(f"calibration file {p} has no array 'x' (found: {', '.join(z.files) or 'none'})")
-            x = z["x"]
-    except EdgefoldError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise EdgefoldError(f"calibration file {p} is not a readable .npz: {first[:200]}") from None
-    want = ",".join(str(v) for v in input_shape[1:])
-    if not np.issubdtype(x.dtype, np.floating):
-        raise EdgefoldError(f"calibration array 'x' in {p} must be floating point, got {x.dtype}")
-    if x.ndim != len(input_shape) or tuple(x.shape[1:]) != tuple(input_shape[1:]):
-        raise EdgefoldError(f"calibration array 'x' in {p} has shape {','.join(map(str, x.shape))}; "
-                            f"the model needs N,{want}")
-    if x.shape[0] < 2:
-        raise EdgefoldError(f"calibration array 'x' in {p} needs at least 2 samples, got {x.shape[0]}")
-    if not np.isfinite(x).all():
-        raise EdgefoldError(f"calibration array 'x' in {p} contains NaN or infinite values")
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return load_arrays(path, input_shape, what="--calib", min_samples=2).x
 
 
-def digits_fit(model: nn.Module, input_shape: tuple[int, ...]) -> bool:
-    """Whether the built-in digits are this model's data: image-shaped input and 10 logits out."""
-    import torch
-
-    if len(input_shape) != 4:
-        return False
-    with torch.no_grad():
-        out = model.eval()(torch.zeros((1, *input_shape[1:])))
-    return isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[1] == 10
-
-
-def compress_to_dir(req: CompressRequest, progress: Progress | None = None) -> Compressed:
-    """`edgefold compress`: load the model, fold or prune it, repair BatchNorm, write model.pt and compress.json."""
-    from edgefold.compiler import data
+def compress_to_dir(req: CompressRequest, progress: Progress | None = None,
+                    on_epoch: EpochHook | None = None) -> Compressed:
+    """`edgefold compress`: load the model, (fit,) fold or prune it, repair BatchNorm, (recover,) write model.pt and
+    compress.json."""
+    from edgefold.fitting import data_plan
 
     req.validate()
     loaded = req.model.load()
-    shape = tuple(loaded.spec.input_shape)
-    calib, calib_label = None, None
-    if req.calib:
-        calib, calib_label = load_calibration(req.calib, shape), req.calib
-    elif digits_fit(loaded.model, shape):
-        calib = data.calibration_batch(shape, CALIB_SAMPLES, seed=req.seed)
-        calib_label = f"digits train ({CALIB_SAMPLES} images)"
-    if req.repair == "repair" and calib is None:
-        raise EdgefoldError("--repair repair needs calibration data: pass --calib FILE.npz (array 'x', shape "
-                            f"N,{','.join(map(str, shape[1:]))}), or use the data-free --repair ar / dir")
-    return compress_model(loaded, req.out, req.method, req.ratio, req.repair, req.seed, calib, calib_label,
-                          req.model.weights, progress)
+    dreq = DataRequest(req.data.data or req.calib, req.data.eval_data, req.data.data_free)
+    plan = data_plan(loaded, dreq)  # every data file is checked here, before any work
+    target = None
+    if req.fit.enabled:
+        from edgefold.targets.registry import get_target
+
+        target = get_target(req.target or "nano33ble-qemu")
+    shrink = ShrinkRequest(req.method, req.ratio, req.repair, req.seed, req.fit, req.recover)
+    return compress_model(loaded, req.out, shrink, plan, target, weights=req.model.weights, progress=progress,
+                          on_epoch=on_epoch)
 
 
-def compress_model(loaded: LoadedModel, out: str | Path, method: str, ratio: float, repair: str, seed: int = 0,
-                   calib: torch.Tensor | None = None, calib_label: str | None = None, weights: str | None = None,
-                   progress: Progress | None = None) -> Compressed:
-    """Compress a loaded model and write OUT/model.pt + OUT/compress.json (both appear together, or neither).
-    `calib` is what REPAIR re-estimates BatchNorm statistics on; accuracy is measured on the digits test split
-    only when digits are the model's data (image input, 10 logits)."""
-    import torch
-
-    from edgefold.compiler import data
+def compress_model(loaded: LoadedModel, out: str | Path, req: ShrinkRequest, plan: DataPlan, target: Any = None,
+                   backend: str = "edgefold", weights: str | None = None, progress: Progress | None = None,
+                   on_epoch: EpochHook | None = None) -> Compressed:
+    """Compress a loaded model (edgefold.fitting.shrink) and write OUT/model.pt + OUT/compress.json (both appear
+    together, or neither). Accuracy is measured only on labelled data that belongs to the model (the data rule)."""
     from edgefold.compiler.checkpoint import save_model
-    from edgefold.compiler.compress import compress
     from edgefold.core.fsutil import staged_dir
+    from edgefold.fitting import shrink
 
-    spec, model = loaded.spec, loaded.model
+    spec = loaded.spec
     if spec.name is None and spec.factory is None:
         raise EdgefoldError("a compressed model is saved as spec + weights: say which architecture with --model "
                             "or --factory (a pickled module cannot be rebuilt without its code)")
     shape = tuple(spec.input_shape)
-    test = data.load(shape, "test") if digits_fit(model, shape) else None
-    acc_before = data.accuracy(model, test) if test is not None else None
-    _say(progress, f"compressing {spec.label}: {method}, ratio {ratio}, repair {repair}")
-    compressed, report = compress(model, torch.zeros((1, *shape[1:])), method, ratio, repair,
-                                  calib_data=calib if repair == "repair" else None, seed=seed)
-    acc_after = data.accuracy(compressed, test) if test is not None else None
+    s = shrink(loaded, req, plan, target, backend, progress, on_epoch)
+    report = s.report
+    extra: dict[str, Any] = {"ratios": {g.name: round((g.n - g.k) / g.n, 6) for g in report.groups if g.k < g.n},
+                             "data": s.inputs_label, "notes": s.notes, "stage_seconds": s.seconds}
+    if s.fit is not None:
+        extra["fit"] = s.fit.to_dict()
+    if s.recover is not None:
+        extra["recover"] = s.recover
+        extra["accuracy_after_compress"] = s.accuracy_after_compress
     summary = CompressSummary(
-        method=report.method, ratio=report.ratio, repair=report.repair, seed=seed,
+        method=report.method, ratio=report.ratio, repair=report.repair, seed=req.seed,
         params_before=report.params_before, params_after=report.params_after, macs_before=report.macs_before,
         macs_after=report.macs_after, param_ratio=report.param_ratio, mac_ratio=report.mac_ratio,
-        seconds=report.seconds, timings=dict(report.timings), accuracy_before=acc_before, accuracy_after=acc_after,
-        accuracy_data=f"digits test ({len(test)} images)" if test is not None else None,
-        calibration=calib_label if repair == "repair" else None,  # only REPAIR looks at data; ar and dir are data-free
+        seconds=report.seconds, timings=dict(report.timings), accuracy_before=s.accuracy_before,
+        accuracy_after=s.accuracy_after,
+        accuracy_data=f"{s.eval.source} ({len(s.eval)} samples)" if s.eval is not None else None,
+        calibration=s.inputs_label if report.repair == "repair" else None,  # ar and dir are data-free
         model=spec.to_dict(), label=spec.label, weights=str(weights) if weights else None,
         groups=[{"name": g.name, "kind": g.kind, "n": g.n, "k": g.k, "merged": sum(len(m) > 1 for m in g.members),
                  "proj_error": g.proj_error, "prune_error": g.prune_error, "fold_error": g.fold_error}
                 for g in report.groups],
-        skipped_groups=list(report.skipped_groups), files={"model": "model.pt", "report": CompressSummary.FILE})
+        skipped_groups=list(report.skipped_groups), files={"model": "model.pt", "report": CompressSummary.FILE},
+        extra=extra)
     summary = CompressSummary.from_dict(summary.to_dict())  # plain JSON types throughout, also in model.pt's meta
     meta = {**{k: v for k, v in loaded.meta.items() if k != "compress"}, "model": spec.label,
-            "input_shape": list(shape), "classes": spec.num_classes, "accuracy": acc_after,
+            "input_shape": list(shape), "classes": spec.num_classes, "accuracy": s.accuracy_after,
             "compress": summary.brief()}
     with staged_dir(out) as stage:
-        save_model(stage / "model.pt", compressed, spec, plain(meta))  # plain data: loads with weights_only=True
+        save_model(stage / "model.pt", s.model, spec, plain(meta))  # plain data: loads with weights_only=True
         summary.write(stage / CompressSummary.FILE)
-    return Compressed(summary, compressed, Path(out))
+    return Compressed(summary, s.model, Path(out), s)
+
+
+@dataclass
+class FinetuneRequest:
+    """`edgefold finetune --from DIR`: recovery of an earlier compression, distilled from its uncompressed model."""
+
+    from_dir: Path
+    out: Path
+    weights: str | None = None  # the uncompressed model's checkpoint (default: what compress.json records)
+    data: DataRequest = field(default_factory=DataRequest)
+    recover: RecoverRequest = field(default_factory=lambda: RecoverRequest(enabled=True))
+    seed: int = 0
+
+
+def finetune_dir(req: FinetuneRequest, progress: Progress | None = None,
+                 on_epoch: EpochHook | None = None) -> Compressed:
+    """Distil DIR/model.pt from the uncompressed model it came from; write OUT/model.pt + OUT/compress.json."""
+    from edgefold.compiler.checkpoint import ModelSpec, load_model, resolve, save_model
+    from edgefold.compiler.recover import RecoverConfig, recover, synthetic_inputs
+    from edgefold.core.fsutil import staged_dir
+    from edgefold.fitting import _accuracy, data_plan
+
+    req.data.validate()
+    req.recover.validate()
+    d = Path(req.from_dir)
+    if not (d / "model.pt").is_file() or not (d / CompressSummary.FILE).is_file():
+        raise EdgefoldError(f"--from {d}: needs model.pt and compress.json (a folder written by edgefold compress)")
+    summary = CompressSummary.read(d / CompressSummary.FILE)
+    teacher_weights = req.weights or summary.weights
+    if not teacher_weights:
+        raise EdgefoldError(f"{d / CompressSummary.FILE} records no weights for the uncompressed model: pass --weights")
+    spec = ModelSpec.from_dict(summary.model)
+    shape = ",".join(map(str, spec.input_shape))
+    teacher = resolve(spec.name, spec.factory, teacher_weights, shape)
+    student = load_model(d / "model.pt", ModelSpec(spec.name, spec.factory, spec.input_shape, spec.num_classes))
+    plan = data_plan(teacher, req.data)
+    example = torch_zeros(spec.input_shape)
+    if plan.inputs is not None:
+        inputs, label = plan.inputs.x, plan.inputs.source
+    elif req.data.data_free:
+        _say(progress, "data-free: synthesising inputs by deep inversion of the uncompressed model")
+        inputs, label = synthetic_inputs(teacher.model, example, 256, seed=req.seed), "deep inversion (256 samples)"
+    else:
+        inputs, label = plan.require_inputs("finetune").x, None
+    before = _accuracy(student.model, plan.eval)
+    _say(progress, f"recover: distilling from the uncompressed model on {label}")
+    ev = plan.eval
+    cfg = RecoverConfig(epochs=req.recover.epochs, time_budget_s=req.recover.time_s, seed=req.seed,
+                        feature_weight=req.recover.feature_weight)
+    rep = recover(student.model, teacher.model, inputs, cfg,
+                  labels=plan.inputs.y if plan.inputs is not None else None,
+                  eval_x=ev.x if ev is not None else None, eval_y=ev.y if ev is not None else None, on_epoch=on_epoch)
+    after = _accuracy(student.model, ev)
+    doc = summary.to_dict()
+    doc.update(accuracy_after_compress=before, accuracy_after=after, recover={**rep.to_dict(), "inputs": label},
+               accuracy_data=f"{ev.source} ({len(ev)} samples)" if ev is not None else None,
+               finetuned_from=str(d))
+    out_summary = CompressSummary.from_dict(doc)
+    meta = {**student.meta, "accuracy": after, "compress": out_summary.brief()}
+    with staged_dir(req.out) as stage:
+        save_model(stage / "model.pt", student.model, student.spec, plain(meta), plan=student.plan)
+        out_summary.write(stage / CompressSummary.FILE)
+    return Compressed(out_summary, student.model, Path(req.out))
+
+
+def torch_zeros(shape: tuple[int, ...]) -> torch.Tensor:
+    import torch
+
+    return torch.zeros((1, *tuple(shape)[1:]))
 
 
 # --------------------------------------------------------------------------------------------------- export
@@ -218,6 +263,7 @@ class ExportRequest:
     calib: str | None = None  # .npz of float N x C x H x W inputs (default: 128 built-in digits images)
     target_backend: str = "tflm"  # whose op set gates the .tflite
     check: bool = True  # fidelity check and TFLM arena
+    data: DataRequest = field(default_factory=DataRequest)  # --data (calibration) / --eval-data (fidelity)
 
     def load(self) -> LoadedModel:
         from edgefold.compiler.checkpoint import ModelSpec, check_input_shape, load_model, parse_input_shape
@@ -245,23 +291,49 @@ class ExportRequest:
 
 def export_to_dir(req: ExportRequest, progress: Progress | None = None) -> ExportSummary:
     """`edgefold export`: the requested formats, checked, in req.out with check.json (all files or none)."""
+    from edgefold.compiler import data as digits
     from edgefold.compiler.export import parse_formats
+    from edgefold.fitting import data_plan
 
     formats = parse_formats(req.formats)  # an unknown format fails before any work
     loaded = req.load()
-    return export_model(loaded.model, tuple(loaded.spec.input_shape), req.out, formats, req.calib,
-                        req.target_backend, req.check, loaded.spec.label, progress=progress)
+    shape = tuple(loaded.spec.input_shape)
+    dreq = DataRequest(req.data.data or req.calib, req.data.eval_data, req.data.data_free)
+    plan = data_plan(loaded, dreq)  # the data rule: checked before any work
+    calib: torch.Tensor
+    if plan.inputs is None:
+        if dreq.data_free:
+            from edgefold.compiler.recover import synthetic_inputs
+
+            calib = synthetic_inputs(loaded.model, torch_zeros(shape), 64)
+        elif any(f.endswith("int8") for f in formats):
+            calib = plan.require_inputs("int8 calibration").x
+        else:
+            import torch
+
+            calib = torch.zeros((2, *shape[1:]))  # float formats calibrate nothing
+    elif plan.inputs.builtin:
+        calib = digits.calibration_batch(shape, CALIB_SAMPLES)  # the fixed 128-image sample
+    else:
+        calib = plan.inputs.x[:CALIB_SAMPLES]
+    ev = plan.eval
+    eval_x = ev.x if ev is not None else calib[:256]
+    return export_model(loaded.model, shape, req.out, formats, calib, req.target_backend, req.check,
+                        loaded.spec.label, progress=progress, eval_x=eval_x, eval_y=ev.y if ev is not None else None)
 
 
 def export_model(model: nn.Module, input_shape: tuple[int, ...], out: str | Path, formats: str | list[str],
                  calib: torch.Tensor | str | None = None, target_backend: str = "tflm", check: bool = True,
                  label: str = "model", onnx_opset: int | None = None,
-                 progress: Progress | None = None) -> ExportSummary:
-    """Export an in-memory model into `out` (see edgefold.compiler.export.export_all); returns check.json's record."""
+                 progress: Progress | None = None, eval_x: torch.Tensor | None = None,
+                 eval_y: torch.Tensor | None = None) -> ExportSummary:
+    """Export an in-memory model into `out` (see edgefold.compiler.export.export_all); returns check.json's record.
+    eval_x / eval_y: what the fidelity check scores (default: the digits test split)."""
     from edgefold.compiler.export import export_all
 
     report = export_all(model, input_shape, out, formats, calib, target_backend, check=check, label=label,
-                        onnx_opset=onnx_opset, on_stage=lambda s: _say(progress, f"{label}: {s}"))
+                        onnx_opset=onnx_opset, on_stage=lambda s: _say(progress, f"{label}: {s}"), eval_x=eval_x,
+                        eval_y=eval_y)
     return report.summary()
 
 
@@ -291,7 +363,7 @@ def codegen_to_dir(src: str | Path | bytes, out: str | Path, progress: Progress 
 
 @dataclass
 class TrainRequest:
-    model: str  # zoo name
+    model: str | None  # zoo name (or None with factory)
     out: Path  # checkpoint to write
     epochs: int = 8
     lr: float = 2e-3
@@ -299,6 +371,10 @@ class TrainRequest:
     weight_decay: float = 1e-4
     augment: bool = False
     seed: int = 0
+    factory: str | None = None  # the user's model: module:callable (with input_shape and data)
+    input_shape: str | None = None
+    data: str | None = None  # .npz with x and labels y (default: the digits, zoo models only)
+    eval_data: str | None = None
 
 
 @dataclass
@@ -318,15 +394,46 @@ def train(req: TrainRequest, on_epoch: Callable[[int, float], None] | None = Non
 
     if req.epochs < 1:
         raise EdgefoldError("--epochs must be at least 1")
-    spec = ModelSpec(name=req.model, input_shape=zoo.input_shape(req.model))
-    model = zoo.build(req.model)
+    if (req.model is None) == (req.factory is None):
+        raise EdgefoldError("pass --model NAME (zoo) or --factory module:callable, one of them")
+    train_set = test_set = None
+    if req.factory is not None:
+        from edgefold.compiler.checkpoint import resolve
+        from edgefold.compiler.data import Split
+        from edgefold.compiler.userdata import load_arrays, num_outputs
+
+        loaded = resolve(None, req.factory, None, req.input_shape)
+        spec, model = loaded.spec, loaded.model
+        shape = tuple(spec.input_shape)
+        classes = num_outputs(model, shape)
+        if classes is None:
+            raise EdgefoldError("edgefold train fits classifiers: the model's output must be N x classes")
+        if req.data is None:
+            raise EdgefoldError("training a user model needs its data: --data train.npz (x and labels y)")
+        tr = load_arrays(req.data, shape, need_labels=True, num_classes=classes, min_samples=2)
+        assert tr.y is not None  # need_labels
+        train_set = Split(tr.x, tr.y)
+        if req.eval_data:
+            te = load_arrays(req.eval_data, shape, what="--eval-data", need_labels=True, num_classes=classes)
+            assert te.y is not None
+            test_set = Split(te.x, te.y)
+        spec.num_classes = classes
+    else:
+        if req.data not in (None, "digits"):
+            raise EdgefoldError("zoo models train on the built-in digits; a --data file goes with --factory")
+        assert req.model is not None
+        spec = ModelSpec(name=req.model, input_shape=zoo.input_shape(req.model))
+        model = zoo.build(req.model)
+        classes = 10
     ensure_dir(Path(req.out).resolve().parent)
     cfg = TrainConfig(req.epochs, req.lr, req.optimizer, req.weight_decay, req.augment, seed=req.seed)
     t0 = time.perf_counter()
-    acc = run_training(model, spec.input_shape, cfg, on_epoch=on_epoch)
+    acc = run_training(model, spec.input_shape, cfg, on_epoch=on_epoch, train_set=train_set, test_set=test_set)
     secs = time.perf_counter() - t0
-    meta: dict[str, Any] = {"model": req.model, "input_shape": list(spec.input_shape), "classes": 10,
-                            "accuracy": acc, "train": vars(cfg), "train_seconds": secs}
+    meta: dict[str, Any] = {"model": spec.label, "input_shape": list(spec.input_shape), "classes": classes,
+                            "accuracy": acc, "train": vars(cfg), "train_seconds": secs,
+                            "accuracy_data": "digits test" if train_set is None else
+                            (req.eval_data or f"{req.data} (training data)")}
     save_model(req.out, model, spec, meta)
     return Trained(Path(req.out), acc, secs)
 
@@ -356,6 +463,9 @@ class DeployConfig:
     fault: str | None = None
     seed: int = 0
     target_options: dict[str, Any] = field(default_factory=dict)
+    data: DataRequest = field(default_factory=DataRequest)
+    fit: FitRequest = field(default_factory=FitRequest)
+    recover: RecoverRequest = field(default_factory=RecoverRequest)
 
     @property
     def model_request(self) -> ModelRequest:
@@ -373,13 +483,16 @@ class DeployConfig:
             raise EdgefoldError("--runs must be >= 1 and --warmup >= 0")
         if self.fault is not None:
             check_choice("fault", self.fault, FAULTS)
+        self.data.validate()
+        self.fit.validate()
+        self.recover.validate()
 
 
-def deploy(cfg: DeployConfig, progress: Progress | None = None) -> DeployResult:
+def deploy(cfg: DeployConfig, progress: Progress | None = None, on_epoch: EpochHook | None = None) -> DeployResult:
     """`edgefold deploy`: compress -> export -> (codegen) -> fit check -> build -> flash -> measure into cfg.out."""
     from edgefold import pipeline
 
-    return pipeline.deploy(cfg, progress)
+    return pipeline.deploy(cfg, progress, on_epoch)
 
 
 def bench(target: str, run_dir: Path, runs: int | None = None, warmup: int | None = None, port: str | None = None,

@@ -28,12 +28,12 @@ from edgefold.api import DeployConfig, Progress
 from edgefold.core.artifacts import BuildInput, CompressSummary, DeployResult
 from edgefold.core.errors import DeviceError, EdgefoldError
 from edgefold.core.fsutil import ensure_dir, write_bytes
+from edgefold.fitting import EpochHook
 
 if TYPE_CHECKING:
     from edgefold.targets.base import BenchResult, BuildResult, DeviceSpec, Target
 
 LINUX_ONNX_OPSET = 13
-CALIB_LABEL = "digits train (128 images)"
 
 __all__ = ["DeployConfig", "DeviceOutputMismatch", "bench", "deploy", "prepare_build_input"]
 
@@ -47,31 +47,40 @@ def crc32(data: bytes) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
-def fixed_input(input_shape: tuple[int, ...]) -> torch.Tensor:
-    """The input every device runs: the first image of the digits test split (1 x C x H x W, float)."""
+def fixed_input(input_shape: tuple[int, ...], source: torch.Tensor | None = None) -> torch.Tensor:
+    """The input every device runs: the first held-out sample (the model's own data), else the first image of the
+    digits test split for image models, else zeros (1 x input shape, float)."""
     from edgefold.compiler import data
 
-    return data.load(input_shape, "test").x[:1].contiguous()
-
-
-def _digits_fit(shape: tuple[int, ...]) -> bool:
-    """The built-in data can feed any N,C,H,W input (it is resized); other ranks need user data."""
-    return len(shape) == 4
+    if source is not None and len(source):
+        return source[:1].contiguous()
+    if len(input_shape) == 4:
+        return data.load(input_shape, "test").x[:1].contiguous()
+    return torch.zeros((1, *input_shape[1:]))
 
 
 def prepare_build_input(model: torch.nn.Module, shape: tuple[int, ...], kind: str, backend: str, bdir: Path,
                         calib: torch.Tensor | None, label: str, ratio: float = 0.0,
-                        progress: Progress | None = None) -> BuildInput:
+                        progress: Progress | None = None, eval_x: torch.Tensor | None = None,
+                        eval_y: torch.Tensor | None = None) -> BuildInput:
     """Export what the target needs into `bdir` (see targets/base.py), plus the fixed input and expected output;
-    build_input.json records what the folder holds."""
+    build_input.json records what the folder holds. eval_x/eval_y: what the fidelity check scores (the model's own
+    labelled data; inputs alone give agreement only); calib None: only for float exports."""
     from edgefold.api import codegen_to_dir, export_model
 
     formats = ["tflite-int8"] if kind == "mcu" else ["onnx"]
+    if calib is None:
+        if kind == "mcu":
+            raise EdgefoldError("int8 export needs calibration inputs: pass --data FILE (or --data digits, or "
+                                "--data-free)")
+        calib = torch.zeros((2, *shape[1:]))  # a float ONNX export calibrates nothing
+    if eval_x is None:
+        eval_x = calib[:256]
     # Linux boards: opset 13, what JetPack 4.6 (onnxruntime 1.11, TensorRT 8.2) reads.
     check = export_model(model, shape, bdir, formats, calib, target_backend=backend if kind == "mcu" else "tflm",
                          label=label, onnx_opset=None if kind == "mcu" else LINUX_ONNX_OPSET,
-                         progress=lambda s: _stage(progress, f"export: {s}"))
-    x = fixed_input(shape) if calib is not None else torch.zeros(shape)
+                         progress=lambda s: _stage(progress, f"export: {s}"), eval_x=eval_x, eval_y=eval_y)
+    x = fixed_input(shape, eval_x)
     write_bytes(bdir / "input.npy", _npy(x.numpy().astype(np.float32)))
     if kind == "mcu":
         from edgefold.compiler.check.fidelity import quantize_input
@@ -99,10 +108,15 @@ def _npy(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def deploy(cfg: DeployConfig, progress: Progress | None = None) -> DeployResult:
-    """compress -> export -> (codegen) -> fit check -> build -> flash -> measure; writes DIR/result.json."""
+def deploy(cfg: DeployConfig, progress: Progress | None = None, on_epoch: EpochHook | None = None,
+           retry: bool = True) -> DeployResult:
+    """(fit) -> compress -> (recover) -> export -> (codegen) -> fit check -> build -> flash -> measure; writes
+    DIR/result.json, with the fitted footprint's prediction next to what the build measured.
+
+    The device has the last word on instructions: when a fitted model counts more than --max-instructions on the
+    twin, the fit runs once more with the instruction model rescaled by measured / predicted."""
     from edgefold.api import compress_model
-    from edgefold.compiler import data
+    from edgefold.fitting import ShrinkRequest, data_plan
     from edgefold.targets.registry import get_target
 
     cfg.validate()
@@ -127,22 +141,30 @@ def deploy(cfg: DeployConfig, progress: Progress | None = None) -> DeployResult:
     timed("load", "loading model")
     loaded = cfg.model_request.load()
     shape = loaded.spec.input_shape
-    calib = data.calibration_batch(shape) if _digits_fit(shape) else None
-    if calib is None and cfg.repair in ("repair",):
-        raise EdgefoldError("--repair repair needs calibration data; the built-in data fits N,C,H,W inputs only")
+    plan = data_plan(loaded, cfg.data)  # the data rule: checked before any work
+    if plan.inputs is None and not cfg.data.data_free:
+        if target.spec.kind == "mcu":
+            plan.require_inputs("int8 calibration for an MCU")
+        if cfg.repair == "repair" or cfg.recover.enabled or cfg.fit.enabled:
+            plan.require_inputs("--repair repair, --fit and --recover")
     done("load")
 
-    timed("compress", f"compress: {cfg.method} ratio {cfg.ratio} repair {cfg.repair}")
-    comp = compress_model(loaded, out / "compress", cfg.method, cfg.ratio, cfg.repair, cfg.seed, calib, CALIB_LABEL,
-                          cfg.weights)
+    timed("compress", f"compress: {cfg.method}, repair {cfg.repair}")
+    shrink = ShrinkRequest(cfg.method, cfg.ratio, cfg.repair, cfg.seed, cfg.fit, cfg.recover)
+    comp = compress_model(loaded, out / "compress", shrink, plan, target, cfg.backend, cfg.weights, progress,
+                          on_epoch)
     done("compress")
 
-    if target.spec.kind == "mcu":
+    if target.spec.kind == "mcu" and not cfg.fit.enabled:
         early_fit_check(target.spec, comp.summary, cfg.ratio)
 
     timed("export", "export")
+    sh = comp.shrunk
+    calib = sh.calib if sh is not None else None
+    ev = plan.eval
     bi = prepare_build_input(comp.model, shape, target.spec.kind, cfg.backend, out / "build-input", calib,
-                             loaded.spec.label, cfg.ratio, progress)
+                             loaded.spec.label, cfg.ratio, progress, ev.x if ev is not None else None,
+                             ev.y if ev is not None else None)
     done("export")
 
     timed("fit", f"fit check for {cfg.target}")
@@ -162,10 +184,43 @@ def deploy(cfg: DeployConfig, progress: Progress | None = None) -> DeployResult:
     done("run")
 
     result = assemble_result(cfg, target, build, measured, bi, comp.summary.brief())
+    fit_info = comp.summary.extra.get("fit")
+    over = _over_instruction_budget(cfg, result, fit_info)
+    if fit_info and retry and over and result.instructions:
+        from dataclasses import replace
+
+        scale = cfg.fit.instruction_scale * result.instructions / fit_info["predicted"]["instructions"] * 1.01
+        _stage(progress, f"{over}: fitting again with the instruction model scaled by {scale:.3f}")
+        return deploy(replace(cfg, fit=replace(cfg.fit, instruction_scale=scale)), progress, on_epoch, retry=False)
+    if fit_info:
+        pred = fit_info["predicted"]
+        result.extra["footprint"] = {
+            "predicted": {"flash": pred["flash"], "static_ram": pred["static_ram"], "ram": pred["ram"],
+                          "instructions": pred["instructions"], "latency_ms": pred["latency_ms"]},
+            "measured": {"flash": build.flash, "static_ram": build.static_ram, "instructions": result.instructions},
+            "budget": fit_info["budget"]}
+    if comp.summary.extra.get("recover"):
+        result.extra["recover"] = {k: v for k, v in comp.summary.extra["recover"].items() if k != "history"}
+    if plan.notes:
+        result.extra["notes"] = list(plan.notes)
+    if not cfg.weights:
+        result.extra["warning"] = "no --weights: the model's weights are random"
     result.seconds = seconds
     result.wall_seconds = round(time.perf_counter() - t_start, 3)
     result.write(out / DeployResult.FILE)
     return result
+
+
+def _over_instruction_budget(cfg: DeployConfig, result: DeployResult, fit_info: dict[str, Any] | None) -> str | None:
+    """Why the measured model misses an instruction or latency limit it was fitted to (None: it meets them)."""
+    if not fit_info or not result.instructions:
+        return None
+    if cfg.fit.max_instructions and result.instructions > cfg.fit.max_instructions:
+        return f"measured {result.instructions:,.0f} instructions > {cfg.fit.max_instructions:,.0f}"
+    lat = result.latency.get("value")
+    if cfg.fit.max_latency and lat is not None and lat > cfg.fit.max_latency:
+        return f"estimated latency {lat:.1f} ms > {cfg.fit.max_latency:g} ms"
+    return None
 
 
 def early_fit_check(spec: DeviceSpec, comp: CompressSummary, ratio: float) -> None:

@@ -92,8 +92,11 @@ def export_all(model: nn.Module, input_shape: tuple[int, ...], out_dir: str | os
                formats: str | list[str] | tuple[str, ...] = FORMATS,
                calib: torch.Tensor | str | os.PathLike | None = None,
                target_backend: str = "tflm", check: bool = True, label: str = "model", onnx_opset: int | None = None,
-               on_stage: Callable[[str], None] | None = None) -> ExportReport:
+               on_stage: Callable[[str], None] | None = None, eval_x: torch.Tensor | None = None,
+               eval_y: torch.Tensor | None = None) -> ExportReport:
     """Export `model` (float, NCHW input of `input_shape`) to `formats`, check, and write into `out_dir`.
+
+    eval_x / eval_y: the inputs (and labels, for accuracy) the fidelity check runs on; default: the digits test split.
 
     calib: a float N x C x H x W tensor, a .npz path, or None for the built-in digits sample.
     target_backend: "tflm" or "edgefold" (op coverage gate for the .tflite).
@@ -113,7 +116,8 @@ def export_all(model: nn.Module, input_shape: tuple[int, ...], out_dir: str | os
     calib_t = check_calibration(calib_t, example)
     created = out_dir is not None and not Path(out_dir).exists()
     try:
-        return _export(model, shape, out_dir, fmts, calib_t, target_backend, check, label, on_stage, onnx_opset)
+        return _export(model, shape, out_dir, fmts, calib_t, target_backend, check, label, on_stage, onnx_opset,
+                       eval_x, eval_y)
     except BaseException:
         if created:  # a folder this call made, left empty by the failure: remove it too
             with contextlib.suppress(OSError):
@@ -123,7 +127,8 @@ def export_all(model: nn.Module, input_shape: tuple[int, ...], out_dir: str | os
 
 def _export(model: nn.Module, shape: tuple[int, ...], out_dir: str | os.PathLike | None, fmts: list[str],
             calib_t: torch.Tensor, target_backend: str, check: bool, label: str,
-            on_stage: Callable[[str], None] | None, onnx_opset: int | None = None) -> ExportReport:
+            on_stage: Callable[[str], None] | None, onnx_opset: int | None = None,
+            eval_x: torch.Tensor | None = None, eval_y: torch.Tensor | None = None) -> ExportReport:
     from edgefold.compiler.check.coverage import check_coverage
     from edgefold.compiler.tflite_model import read_tflite
 
@@ -177,7 +182,7 @@ def _export(model: nn.Module, shape: tuple[int, ...], out_dir: str | os.PathLike
         from edgefold.compiler.check.fidelity import check_fidelity
 
         t0 = stage("fidelity check")
-        report.fidelity = check_fidelity(model, shape, {f: blobs[f] for f in fmts},
+        report.fidelity = check_fidelity(model, shape, {f: blobs[f] for f in fmts}, x=eval_x, labels=eval_y,
                                          on_format=lambda f: stage(f"fidelity: {f}"))
         report.seconds["fidelity"] = time.perf_counter() - t0
         if "tflite-int8" in fmts:

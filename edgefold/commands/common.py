@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from edgefold.api import ModelRequest
+    from edgefold.fitting import DataRequest, FitRequest, RecoverRequest
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -80,9 +81,77 @@ def add_compress_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed of the k-means restarts (results are deterministic)")
 
 
-def add_data_args(p: argparse.ArgumentParser, help: str, metavar: str = "FILE.npz") -> None:
+def add_data_args(p: argparse.ArgumentParser, help: str, metavar: str = "FILE.npz", data_free: bool = True) -> None:
     g = p.add_argument_group("data")
+    g.add_argument("--data", metavar="FILE|digits",
+                   help="the model's inputs for calibration, BatchNorm repair, fitting and recovery: a .npz with a "
+                        "float array 'x' (N x input shape, optional integer labels 'y') or a .npy of inputs; "
+                        "'digits' for the built-in digits. Default: the digits for zoo models, nothing for yours")
+    g.add_argument("--eval-data", metavar="FILE.npz",
+                   help="labelled data for accuracy: a .npz with 'x' and 'y' (the model's own classes). Default: "
+                        "the digits test split for zoo models; a user model is scored only on its own labels")
     g.add_argument("--calib", metavar=metavar, help=help)
+    if data_free:
+        g.add_argument("--data-free", action="store_true",
+                       help="touch no data: repair, fit, recover and calibrate on inputs synthesised by deep "
+                            "inversion of the uncompressed model")
+
+
+def data_request(args: argparse.Namespace) -> DataRequest:
+    from edgefold.fitting import DataRequest
+
+    if getattr(args, "calib", None) and args.data:
+        raise EdgefoldError("pass either --calib or --data, not both")
+    return DataRequest(args.data or getattr(args, "calib", None), args.eval_data, getattr(args, "data_free", False))
+
+
+def positive(text: str) -> float:
+    """An argparse `type` for a finite number > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got '{text}'") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
+def add_fit_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("fit to a budget (per-group ratios chosen by measured sensitivity)")
+    g.add_argument("--fit", action="store_true",
+                   help="choose a ratio per coupled channel group so the model meets the budget: the target's Flash "
+                        "and RAM after its own firmware, and the --max-* limits below; replaces --ratio")
+    g.add_argument("--max-flash", type=positive, metavar="KB", help="Flash for the whole firmware, KB")
+    g.add_argument("--max-ram", type=positive, metavar="KB", help="RAM: arena + statics + stack, KB")
+    g.add_argument("--max-latency", type=positive, metavar="MS",
+                   help="latency per inference, ms, estimated from the target's instruction model")
+    g.add_argument("--max-instructions", type=positive, metavar="N", help="instructions per inference (twins)")
+    g.add_argument("--max-macs", type=positive, metavar="N", help="multiply-accumulates per inference")
+    g.add_argument("--max-params", type=positive, metavar="N", help="parameters")
+    g.add_argument("--keep", action="append", default=[], metavar="LAYER",
+                   help="never compress the channel groups that touch LAYER (repeatable), e.g. --keep stem.0")
+    g.add_argument("--ratios", metavar="FILE.json",
+                   help="replay per-group ratios exactly: a compress.json (its extra.ratios) or {\"ratios\": {...}}")
+    r = p.add_argument_group("recovery (distillation from the uncompressed model)")
+    r.add_argument("--recover", action="store_true",
+                   help="after compression, distil from the uncompressed model on the --data inputs (or the "
+                        "synthetic ones with --data-free); the best held-out epoch is kept")
+    r.add_argument("--recover-time", type=positive, metavar="S", help="time budget for --recover, seconds")
+    r.add_argument("--recover-epochs", type=int, default=12, metavar="N", help="epochs of --recover (default 12)")
+
+
+def fit_request(args: argparse.Namespace) -> FitRequest:
+    from edgefold.fitting import FitRequest
+
+    ratios = args.ratios
+    return FitRequest(args.fit, args.max_flash, args.max_ram, args.max_latency, args.max_instructions, args.max_macs,
+                      args.max_params, list(args.keep), ratios)
+
+
+def recover_request(args: argparse.Namespace) -> RecoverRequest:
+    from edgefold.fitting import RecoverRequest
+
+    return RecoverRequest(args.recover, args.recover_time, args.recover_epochs)
 
 
 def add_device_args(p: argparse.ArgumentParser, backend: bool = False) -> None:
@@ -126,14 +195,31 @@ class Status:
     def advance(self, text: str, steps: int = 1) -> None:
         self._progress.update(self._task, description=text, advance=steps)
 
+    def epochs(self, epoch: int, total: int, row: dict) -> None:
+        """Recovery's per-epoch callback: the bar (and its ETA) follow the epochs."""
+        acc = row.get("eval_accuracy")
+        what = f"accuracy {acc:.1f}%" if acc is not None else f"held-out agreement {row['heldout_agreement']:.1f}%"
+        self._progress.update(self._task, total=total, completed=epoch, description=f"recover: epoch {epoch}, {what}")
+
 
 @contextlib.contextmanager
-def progress(text: str, total: int | None = None) -> Iterator[Status]:
-    """A transient rich progress line (spinner, text, elapsed time; a bar when `total` steps are known)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+def progress(text: str, total: int | None = None, eta: bool = False) -> Iterator[Status]:
+    """A transient rich progress line (spinner, text, elapsed time; a bar when `total` steps are known, or with
+    `eta` a bar and the time remaining once a stage reports its steps, e.g. recovery epochs)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = [SpinnerColumn(), TextColumn("{task.description}")]
-    if total is not None:
+    if total is not None or eta:
         columns += [BarColumn(), MofNCompleteColumn()]
+    if eta:
+        columns += [TextColumn("ETA"), TimeRemainingColumn()]
     with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as prog:
         yield Status(prog, prog.add_task(text, total=total))

@@ -7,12 +7,18 @@ from pathlib import Path
 
 from edgefold.commands.common import (
     add_compress_args,
+    add_data_args,
     add_device_args,
+    add_fit_args,
     add_model_args,
     choice,
     console,
+    data_request,
+    err_console,
+    fit_request,
     parse_options,
     progress,
+    recover_request,
 )
 from edgefold.core.artifacts import DeployResult
 from edgefold.core.vocab import FAULTS
@@ -28,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                    "(see `edgefold targets`)")
     add_model_args(p)
     add_compress_args(p)
+    add_data_args(p, "older name of --data")
+    add_fit_args(p)
     add_device_args(p, backend=True)
     p.add_argument("--out", required=True, metavar="DIR",
                    help="run folder (compress/, build-input/, build/, result.json)")
@@ -43,10 +51,13 @@ def run(args: argparse.Namespace) -> int:
         input_shape=args.input_shape, trust_checkpoint=args.trust_checkpoint, method=args.method,
         ratio=args.ratio, repair=args.repair, backend=args.backend, port=args.port, runs=args.runs,
         warmup=args.warmup, timeout_s=args.timeout, fault=args.fault, seed=args.seed,
-        target_options=parse_options(args.option))
+        target_options=parse_options(args.option), data=data_request(args), fit=fit_request(args),
+        recover=recover_request(args))
     cfg.validate()
-    with progress("deploy") as status:
-        result = deploy(cfg, status)
+    if not args.weights:
+        err_console.print("warning: no --weights: the model's weights are random (its accuracy means nothing)")
+    with progress("deploy", eta=True) as status:
+        result = deploy(cfg, status, status.epochs)
     print_result(result, Path(args.out) / result.FILE)
     return 0
 
@@ -54,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
 def print_result(r: DeployResult, path: Path) -> None:
     from rich.table import Table
 
-    t = Table(title=f"{r.target} · {r.model} · {r.method} r={r.ratio} · {r.backend}")
+    how = "fit (per-group ratios)" if r.compress.get("fit") else f"r={r.ratio}"
+    t = Table(title=f"{r.target} · {r.model} · {r.method} {how} · {r.backend}")
     t.add_column("measure")
     t.add_column("value", justify="right")
     lat = r.latency
@@ -78,6 +90,37 @@ def print_result(r: DeployResult, path: Path) -> None:
     if r.params is not None:
         t.add_row("params", f"{r.params_before or 0:,} -> {r.params:,}")
     t.add_row("output matches host", {True: "yes", False: "NO", None: "n/a"}[r.output_crc_match])
+    for note in r.extra.get("notes", []):
+        console.print(f"note: {note}")
     t.add_row("wall time", f"{r.wall_seconds or 0:.1f} s")
     console.print(t)
+    if r.extra.get("footprint"):
+        console.print(before_after(r))
     console.print(f"result: {path}")
+
+
+def before_after(r: DeployResult):
+    """The fitted model against the uncompressed one: accuracy, Flash, RAM, instructions."""
+    from rich.table import Table
+
+    fp = r.extra["footprint"]
+    fit = r.compress.get("fit") or {}
+    before, pred, meas = fit.get("before", {}), fp["predicted"], fp["measured"]
+    t = Table(title="fit to the device: before (uncompressed) and after (deployed)")
+    for col in ("", "before", "after: measured", "after: predicted"):
+        t.add_column(col, justify="right")
+    comp = r.compress
+    acc_data = comp.get("accuracy_data") or "no labelled data"
+    if comp.get("accuracy_before") is not None:
+        rec = comp.get("accuracy_after_compress")
+        mid = f" (compressed {rec:.2f}, recovered {comp['accuracy_after']:.2f})" if rec is not None else ""
+        int8 = r.accuracy.get("int8")
+        t.add_row(f"accuracy, {acc_data}", f"{comp['accuracy_before']:.2f} % float",
+                  f"{int8:.2f} % int8" if int8 is not None else "-", f"{comp['accuracy_after']:.2f} % float{mid}")
+    t.add_row("Flash", f"{before.get('flash', 0):,} B (predicted)", f"{meas['flash']:,} B", f"{pred['flash']:,} B")
+    t.add_row("RAM (static, linker)", f"{before.get('static_ram', 0):,} B (predicted)", f"{meas['static_ram']:,} B",
+              f"{pred['static_ram']:,} B")
+    if meas.get("instructions") is not None:
+        t.add_row("instructions / inference", f"{before.get('instructions', 0):,.0f} (predicted)",
+                  f"{meas['instructions']:,.0f}", f"{pred['instructions']:,.0f}")
+    return t

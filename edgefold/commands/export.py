@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgefold.commands.common import add_data_args, add_model_args, choice, console, model_request, progress
+from edgefold.commands.common import (
+    add_data_args,
+    add_model_args,
+    choice,
+    console,
+    data_request,
+    model_request,
+    progress,
+)
 from edgefold.core.vocab import MCU_BACKENDS
 
 FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx", "tflite-int8": "model_int8.tflite",
@@ -39,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from edgefold.api import ExportRequest, export_to_dir
 
     req = ExportRequest(Path(args.out), model_request(args), Path(args.from_dir) if args.from_dir else None,
-                        args.format, args.calib, args.target_backend, check=not args.no_check)
+                        args.format, None, args.target_backend, check=not args.no_check, data=data_request(args))
     with progress("export") as status:
         check = export_to_dir(req, status)
     t = Table(title=f"{check.model} -> {args.out}")

@@ -9,10 +9,15 @@ from edgefold.commands.common import console, progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a zoo model on the built-in digits data",
-                       description="Train a zoo model on scikit-learn's digits (resized to the model's input) "
-                                   "and write an edgefold checkpoint (state_dict + metadata).")
-    p.add_argument("--model", required=True, help="zoo model name (see `edgefold zoo`)")
+    p = sub.add_parser("train", help="train a zoo model on the digits, or your model on your data",
+                       description="Train a zoo model on scikit-learn's digits (resized to the model's input), or "
+                                   "your own model (--factory) on your labelled data (--data train.npz with x and "
+                                   "y), and write an edgefold checkpoint (state_dict + metadata).")
+    p.add_argument("--model", help="zoo model name (see `edgefold zoo`)")
+    p.add_argument("--factory", metavar="MODULE:CALLABLE", help="your model: a callable returning an nn.Module")
+    p.add_argument("--input-shape", metavar="N,C,H,W", help="input shape (with --factory)")
+    p.add_argument("--data", metavar="FILE.npz", help="training data for --factory: float 'x' and integer labels 'y'")
+    p.add_argument("--eval-data", metavar="FILE.npz", help="held-out x, y for the reported accuracy")
     p.add_argument("--out", required=True, metavar="FILE", help="checkpoint to write (.pt)")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -27,9 +32,11 @@ def run(args: argparse.Namespace) -> int:
     from edgefold.api import TrainRequest, train
 
     req = TrainRequest(args.model, Path(args.out), args.epochs, args.lr, args.optimizer, args.weight_decay,
-                       args.augment, args.seed)
-    with progress(f"training {args.model}", total=max(1, args.epochs)) as status:
+                       args.augment, args.seed, args.factory, args.input_shape, args.data, args.eval_data)
+    name = args.model or args.factory
+    with progress(f"training {name}", total=max(1, args.epochs)) as status:
         res = train(req, on_epoch=lambda e, a: status.advance(f"epoch {e + 1}: {a:.1f}%"))
-    console.print(f"{args.model}: test accuracy [bold]{res.accuracy:.2f}%[/] on digits ({res.seconds:.1f} s) "
+    where = "digits test" if args.factory is None else (args.eval_data or f"{args.data} (training data)")
+    console.print(f"{name}: accuracy [bold]{res.accuracy:.2f}%[/] on {where} ({res.seconds:.1f} s) "
                   f"-> {res.checkpoint}")
     return 0

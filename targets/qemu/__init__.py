@@ -13,7 +13,14 @@ The low-level API (build_elf, run_elf, QemuSession) is used by the runtime's tes
 
 from __future__ import annotations
 
-from edgefold.targets.qemu.nano33ble import DEFAULT_CPI, NANO33BLE_QEMU, TWIN_BUDGET, TWIN_CLOCK_HZ, NanoQemuTarget
+from edgefold.targets.qemu.nano33ble import (
+    DEFAULT_CPI,
+    NANO33BLE_QEMU,
+    TWIN_BUDGET,
+    TWIN_CLOCK_HZ,
+    NanoQemuTarget,
+    twin_costs,
+)
 from edgefold.targets.qemu.session import INSNS_PER_TICK, QemuRun, QemuSession, qemu_command, run_elf
 from edgefold.targets.qemu.toolchain import (
     FLASH_BYTES,
@@ -37,5 +44,5 @@ __all__ = [
     "DEFAULT_CPI", "FLASH_BYTES", "FLASH_ORIGIN", "GCC", "INSNS_PER_TICK", "MIN_STACK", "NANO33BLE_QEMU", "QEMU",
     "RAM_BYTES", "RAM_ORIGIN", "SIZE", "TWIN_BUDGET", "TWIN_CLOCK_HZ", "ElfBuild", "ElfSizes", "LinkOverflow",
     "NanoQemuTarget", "QemuRun", "QemuSession", "board_sources", "build_elf", "elf_sizes", "qemu_command", "require",
-    "run_elf",
+    "run_elf", "twin_costs",
 ]

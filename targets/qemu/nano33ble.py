@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgefold.compiler.fit.footprint import Costs
 from edgefold.targets.base import BenchResult, BuildResult, DeviceSpec, FitReport, FlashResult, Target
 from edgefold.targets.fit import BoardBudget, DoesNotFit
 from edgefold.targets.qemu.session import INSNS_PER_TICK, QemuSession
@@ -29,6 +30,23 @@ NANO33BLE_QEMU = DeviceSpec(
 # harness + protocol + board layer + newlib bits, and the runtime kernels a CNN uses (measured on the twin's
 # builds, rounded up); RAM: harness statics + the minimum stack the linker script reserves.
 TWIN_BUDGET = BoardBudget(flash_base=24 * 1024, ram_base=MIN_STACK + 2 * 1024)
+
+
+def twin_costs() -> Costs:
+    """The twin's footprint and instruction cost model for compiler/fit (benchmarks/footprint_calibration.py).
+
+    Bytes from the linked ELFs (arm-none-eabi-gcc 12 -O2, map file per object): harness + board + libc 2,840 B
+    besides the fixed input (in Flash) and the model; kernel code per kind as linked (conv includes the shared
+    SMLAD matmul); 121 B of parameter block and call per step; 288 B of statics besides the arena; the linker keeps
+    EF_MIN_STACK free. Instructions: least-squares fit to twin counts of resnet8 (r = 0, 0.25, 0.5, 0.7), dscnn and
+    mobilenetv1_025 (r = 0, 0.5), within 10 %; the fitter rescales it by a measurement of the model at hand.
+    """
+    return Costs(flash_base=2_840, kernel_code={"conv": 2_084, "fc": 492, "dwconv": 1_680, "add": 824, "mean": 356,
+                                                "pool": 376, "other": 600},
+                 step_bytes=121, ram_static=288, stack=MIN_STACK,
+                 insn_per_mac={"conv": 1.065, "fc": 1.065, "dwconv": 0.0}, insn_per_output=71.7,
+                 insn_per_patch=11.5, insn_per_element=0.0, insn_per_step=0.0, insn_base=558_000.0,
+                 cpi=DEFAULT_CPI, clock_hz=TWIN_CLOCK_HZ)
 
 
 class NanoQemuTarget(Target):
@@ -60,6 +78,11 @@ class NanoQemuTarget(Target):
         if backend != "edgefold":
             raise EdgefoldError(f"{self.spec.name} runs backend edgefold only: the tflm backend needs the TFLM "
                                 f"library, which builds only in the PlatformIO project (--target {self.board_target})")
+
+    def costs(self, backend: str = "edgefold") -> Costs:
+        """Cost model for fitting a model to this target (compiler/fit)."""
+        self._check_backend(backend)
+        return twin_costs()
 
     def fit_check(self, build_input: Path, backend: str, ratio: float | None = None) -> FitReport:
         from edgefold.targets import fit
