@@ -22,5 +22,5 @@ def test_resnet18_is_the_cifar_variant():
 
 def test_cli_train_reports_accuracy(cli, tmp_path):
     rc, out, _ = cli("train", "--model", "dscnn", "--epochs", "1", "--out", tmp_path / "d.pt")
-    assert rc == 0 and "test accuracy" in out and (tmp_path / "d.pt").exists()
+    assert rc == 0 and "% on digits test" in out and (tmp_path / "d.pt").exists()
     assert torch.load(tmp_path / "d.pt", weights_only=True)["meta"]["accuracy"] > 10
