@@ -188,5 +188,6 @@ def _structural(model: nn.Module, example_inputs: torch.Tensor, method: str, rat
     report = CompressReport(method, float(ratio), "none", params_before, params_after, macs_before, macs_after,
                             time.perf_counter() - t_start, records, gset.skipped,
                             {k: round(v, 4) for k, v in timings.items()},
-                            {g.name: float(ratios[g.name]) for g in gset.groups if g.name in ratios})
+                            {g.name: float(ratios[g.name]) for g in gset.groups if g.name in ratios},
+                            list(gset.notices))
     return work.to(device), report

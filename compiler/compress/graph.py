@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 import torch
 import torch_pruning as tp
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torch_pruning import ops
+
+from edgefold.core.errors import EdgefoldError
 
 MEAN, SUM = "mean", "sum"  # producers (and per-channel ops) take the cluster mean; consumers the sum
 
@@ -156,10 +159,79 @@ def _attention_group(name: str, attn: nn.Module) -> ChannelGroup:
     return ChannelGroup(pre + "qkv", h, slices, prune, [], kind="heads")
 
 
+def _split_dims(a: tuple[int, ...], b: tuple[int, ...]) -> list[list[int]]:
+    """Positions in shape b of the dims that a reshape a -> b made by splitting one dim of a (size-1 dims left out)."""
+    if 0 in a or 0 in b:
+        return []
+    out: list[list[int]] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        pa, pb, si, sj = a[i], b[j], [i], [j]
+        while pa != pb:
+            if pa < pb:
+                i += 1
+                if i == len(a):
+                    return out
+                pa *= a[i]
+                si.append(i)
+            else:
+                j += 1
+                if j == len(b):
+                    return out
+                pb *= b[j]
+                sj.append(j)
+        parts = [k for k in sj if b[k] > 1]
+        if len(si) == 1 and len(parts) > 1:
+            out.append(parts)
+        i, j = i + 1, j + 1
+    return out
+
+
+class _ShuffleRecorder(TorchFunctionMode):
+    """Finds channel shuffles while Torch-Pruning traces the model.
+
+    A shuffle is a permute/transpose that changes the order of the parts of one dim that a view/reshape has just
+    split, as in ShuffleNet's view(b, g, c // g, h, w).transpose(1, 2). Torch-Pruning 1.6.1 maps channel indices
+    through it wrongly (or fails inside its reshape bookkeeping), so the groups it couples are left alone. Head
+    splits (view(b, n, 3, h, d).permute(2, 0, 3, 1, 4)) keep the split parts in order and are not shuffles.
+    """
+
+    RESHAPES = frozenset({"view", "reshape", "unflatten"})
+    PERMUTES = frozenset({"permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._split: dict[int, tuple[torch.Tensor, list[list[int]]]] = {}
+        self.grad_fns: list[object] = []  # autograd nodes of the shuffling permutes
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = getattr(func, "__name__", "")
+        if not (isinstance(out, torch.Tensor) and args and isinstance(args[0], torch.Tensor)):
+            return out
+        inp = args[0]
+        if name in self.RESHAPES:
+            parts = _split_dims(tuple(inp.shape), tuple(out.shape))
+            if parts:
+                self._split[id(out)] = (out, parts)
+        elif name in self.PERMUTES:
+            entry = self._split.get(id(inp))
+            if entry is not None and entry[0] is inp:
+                # the permutation, read off a tensor whose dim i has size i + 2
+                probe = torch.empty([i + 2 for i in range(inp.dim())], device="meta")
+                perm = [s - 2 for s in func(probe, *args[1:], **kwargs).shape]
+                for parts in entry[1]:
+                    if [p for p in perm if p in parts] != parts and out.grad_fn is not None:
+                        self.grad_fns.append(out.grad_fn)
+        return out
+
+
 @dataclass
 class GroupSet:
     groups: list[ChannelGroup]
     skipped: list[str]  # root layers of groups left alone (unsupported layers), for the report
+    notices: list[str] = field(default_factory=list)  # why groups were left alone, one line each
 
 
 def find_groups(model: nn.Module, example_inputs: torch.Tensor,
@@ -175,10 +247,16 @@ def find_groups(model: nn.Module, example_inputs: torch.Tensor,
     frozen = [p for p in model.parameters() if not p.requires_grad]
     for p in frozen:  # the graph is traced through autograd: frozen weights would hide their layers
         p.requires_grad_(True)
+    shuffles = _ShuffleRecorder()
     try:
-        with warnings.catch_warnings(), torch.enable_grad():
+        with warnings.catch_warnings(), torch.enable_grad(), shuffles:
             warnings.simplefilter("ignore")  # "unwrapped parameters detected": default dim (last) is what we want
             dg = tp.DependencyGraph().build_dependency(model, example_inputs, verbose=False)
+    except Exception as e:  # Torch-Pruning's tracer: a one-line error rather than its traceback
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise EdgefoldError(f"cannot trace the model's channel dependencies (Torch-Pruning: "
+                            f"{type(e).__name__}{': ' + first if first else ''}); no channel can be removed "
+                            "safely") from None
     finally:
         for p in frozen:
             p.requires_grad_(False)
@@ -189,6 +267,8 @@ def find_groups(model: nn.Module, example_inputs: torch.Tensor,
                                                                                           nn.Conv3d, nn.Linear)))
     out: list[ChannelGroup] = []
     skipped: list[str] = []
+    shuffled: list[str] = []
+    shuffle_fns = {id(f) for f in shuffles.grad_fns}
     for g in all_groups:
         root, root_fn = g[0].dep.target.module, g[0].dep.handler
         n = len(g[0].idxs)
@@ -197,6 +277,10 @@ def find_groups(model: nn.Module, example_inputs: torch.Tensor,
             continue
         # the network's output channels (classifier logits) are never touched
         if any(dg.is_out_channel_pruning_fn(it.dep.handler) and not it.dep.target.outputs for it in g):
+            continue
+        if shuffle_fns and any(id(getattr(node, "grad_fn", None)) in shuffle_fns
+                               for it in g for node in (it.dep.source, it.dep.target)):
+            shuffled.append(gname)
             continue
         slices: list[Slice] = []
         norms: list[str] = []
@@ -228,7 +312,15 @@ def find_groups(model: nn.Module, example_inputs: torch.Tensor,
         if attn.num_heads < 2 or {id(attn), id(attn.qkv), id(attn.proj)} & ignored_ids:
             continue
         out.append(_attention_group(name, attn))
-    return GroupSet(out, skipped)
+    notices = []
+    if shuffled:
+        notices.append(f"channel shuffle: {len(shuffled)} group(s) coupled through a shuffle are left uncompressed "
+                       f"({_names(shuffled)}); the channels inside each branch are compressed")
+    return GroupSet(out, skipped + shuffled, notices)
+
+
+def _names(names: list[str], at_most: int = 4) -> str:
+    return ", ".join(names[:at_most]) + (f" and {len(names) - at_most} more" if len(names) > at_most else "")
 
 
 # --- per-channel features and merging -------------------------------------------------------------------------

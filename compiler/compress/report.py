@@ -48,6 +48,7 @@ class CompressReport:
     skipped_groups: list[str] = field(default_factory=list)  # root layers of groups with unsupported layers
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     ratios: dict[str, float] = field(default_factory=dict)  # per-group ratios that override `ratio`
+    notices: list[str] = field(default_factory=list)  # what was left uncompressed and why, one line each
 
     @property
     def param_ratio(self) -> float:
