@@ -10,11 +10,17 @@ Attention: Torch-Pruning traces qkv → reshape → heads → proj as if the 3·
 H·D inputs, which is wrong. Modules that look like an attention block (a `qkv` Linear with 3·num_heads·head_dim
 outputs, a `proj` Linear with num_heads·head_dim inputs, int attributes `num_heads` and `head_dim`) therefore get a
 head group of their own: a channel is a whole head (its q, k, v rows and its proj columns), so heads stay consistent,
-and `num_heads` is updated when heads are removed. Their residual-stream channels are handled by the generic groups.
+and `num_heads` is updated when heads are removed, with every other int attribute that holds the attention width
+num_heads·head_dim (timm's `attn_dim`, `all_head_size`, ...). Which of those the forward really reads is checked
+by removing one head from a copy of the block and running it on the input it saw while the graph was traced; a block
+whose forward runs neither way (e.g. one that reshapes to the width of its input) keeps its heads, with a notice.
+`head_dim` may also be derived (qkv outputs / 3·num_heads) when the block keeps no such attribute. Their
+residual-stream channels are handled by the generic groups.
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,15 +63,76 @@ class ChannelGroup:
     kind: str = "channels"  # or "heads"
 
 
+def _head_dim(m: nn.Module) -> int | None:
+    """head_dim of an attention block (qkv Linear -> heads -> proj Linear), or None if m is not one."""
+    nh, hd = getattr(m, "num_heads", None), getattr(m, "head_dim", None)
+    qkv, proj = getattr(m, "qkv", None), getattr(m, "proj", None)
+    if not (isinstance(nh, int) and nh > 0 and isinstance(qkv, nn.Linear) and isinstance(proj, nn.Linear)):
+        return None
+    if not isinstance(hd, int) or isinstance(hd, bool):
+        if qkv.out_features % (3 * nh):
+            return None
+        hd = qkv.out_features // (3 * nh)
+    return hd if qkv.out_features == 3 * nh * hd and proj.in_features == nh * hd else None
+
+
 def _attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    out = []
-    for name, m in model.named_modules():
-        nh, hd = getattr(m, "num_heads", None), getattr(m, "head_dim", None)
-        qkv, proj = getattr(m, "qkv", None), getattr(m, "proj", None)
-        if (isinstance(nh, int) and isinstance(hd, int) and isinstance(qkv, nn.Linear) and isinstance(proj, nn.Linear)
-                and qkv.out_features == 3 * nh * hd and proj.in_features == nh * hd):
-            out.append((name, m))
-    return out
+    return [(name, m) for name, m in model.named_modules() if _head_dim(m) is not None]
+
+
+def _width_attrs(attn: nn.Module) -> list[str]:
+    """Int attributes other than num_heads/head_dim that hold the attention width num_heads·head_dim."""
+    width = attn.num_heads * _head_dim(attn)  # type: ignore[operator]
+    return [k for k, v in vars(attn).items() if not k.startswith("_") and k not in ("num_heads", "head_dim")
+            and isinstance(v, int) and not isinstance(v, bool) and v == width]
+
+
+def _head_indices(h: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+    heads = torch.arange(h)
+    # qkv rows are laid out [3][head][dim]; proj columns [head][dim]
+    q_idx = (torch.arange(3)[None, :, None] * h * d + heads[:, None, None] * d + torch.arange(d)[None, None, :])
+    p_idx = heads[:, None] * d + torch.arange(d)[None, :]
+    return q_idx.reshape(h, 3 * d), p_idx
+
+
+def _drop_heads(attn: nn.Module, idxs: list[int], attrs: list[str]) -> None:
+    """Remove whole heads: their q, k, v rows of qkv, their proj columns, and shrink num_heads and `attrs`."""
+    h, d = attn.num_heads, _head_dim(attn)
+    assert d is not None
+    q_idx, p_idx = _head_indices(h, d)
+    rm = torch.as_tensor(sorted(idxs))
+    tp.prune_linear_out_channels(attn.qkv, sorted(q_idx[rm].reshape(-1).tolist()))
+    tp.prune_linear_in_channels(attn.proj, sorted(p_idx[rm].reshape(-1).tolist()))
+    for a in attrs:
+        setattr(attn, a, getattr(attn, a) - len(idxs) * d)
+    attn.num_heads = h - len(idxs)  # head_dim is unchanged: whole heads go
+
+
+def _head_attrs(attn: nn.Module, seen: tuple[tuple, dict, object] | None) -> list[str] | None:
+    """The width attributes to shrink with the heads, tried on a copy of the block; None if no choice runs."""
+    attrs = _width_attrs(attn)
+    if seen is None:  # the block did not run while tracing: nothing to try it on
+        return attrs
+    args, kwargs, out = seen
+    for choice in ([attrs, []] if attrs else [[]]):
+        trial = copy.deepcopy(attn)
+        _drop_heads(trial, [attn.num_heads - 1], choice)
+        try:
+            with torch.no_grad():
+                y = trial(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - any failure means this choice of attributes is wrong
+            continue
+        if _shapes(y) == _shapes(out):
+            return choice
+    return None
+
+
+def _shapes(x: object) -> object:
+    if isinstance(x, torch.Tensor):
+        return tuple(x.shape)
+    if isinstance(x, (tuple, list)):
+        return tuple(_shapes(i) for i in x)
+    return None
 
 
 def _index(idxs: list[int], roots: list[int], n: int) -> torch.Tensor | None:
@@ -138,23 +205,17 @@ def _slices_for(dg: tp.DependencyGraph, item, n: int, names: dict) -> tuple[list
     return sl, norm
 
 
-def _attention_group(name: str, attn: nn.Module) -> ChannelGroup:
-    h, d = attn.num_heads, attn.head_dim
-    heads = torch.arange(h)
-    # qkv rows are laid out [3][head][dim]; proj columns [head][dim]
-    q_idx = (torch.arange(3)[None, :, None] * h * d + heads[:, None, None] * d + torch.arange(d)[None, None, :])
-    p_idx = heads[:, None] * d + torch.arange(d)[None, :]
+def _attention_group(name: str, attn: nn.Module, attrs: list[str]) -> ChannelGroup:
+    h, d = attn.num_heads, _head_dim(attn)
+    assert d is not None
+    q_idx, p_idx = _head_indices(h, d)
     pre = f"{name}." if name else ""
-    slices = [Slice(pre + "qkv", attn.qkv, [("weight", 0), ("bias", 0)], q_idx.reshape(h, 3 * d), MEAN, producer=True),
+    slices = [Slice(pre + "qkv", attn.qkv, [("weight", 0), ("bias", 0)], q_idx, MEAN, producer=True),
               Slice(pre + "proj", attn.proj, [("weight", 1)], p_idx, SUM)]
 
     def prune(idxs: list[int]) -> None:
-        if not idxs:
-            return
-        rm = torch.as_tensor(sorted(idxs))
-        tp.prune_linear_out_channels(attn.qkv, sorted(q_idx[rm].reshape(-1).tolist()))
-        tp.prune_linear_in_channels(attn.proj, sorted(p_idx[rm].reshape(-1).tolist()))
-        attn.num_heads -= len(idxs)  # head_dim is unchanged: whole heads go
+        if idxs:
+            _drop_heads(attn, idxs, attrs)
 
     return ChannelGroup(pre + "qkv", h, slices, prune, [], kind="heads")
 
@@ -248,6 +309,13 @@ def find_groups(model: nn.Module, example_inputs: torch.Tensor,
     for p in frozen:  # the graph is traced through autograd: frozen weights would hide their layers
         p.requires_grad_(True)
     shuffles = _ShuffleRecorder()
+    traced_io: dict[int, tuple[tuple, dict, object]] = {}  # what each attention block got and gave while tracing
+
+    def keep_io(m: nn.Module, args: tuple, kwargs: dict, out: object) -> None:
+        if id(m) not in traced_io:
+            traced_io[id(m)] = (_detached(args), _detached(kwargs), _detached(out))
+
+    hooks = [a.register_forward_hook(keep_io, with_kwargs=True) for _, a in attns]
     try:
         with warnings.catch_warnings(), torch.enable_grad(), shuffles:
             warnings.simplefilter("ignore")  # "unwrapped parameters detected": default dim (last) is what we want
@@ -258,6 +326,8 @@ def find_groups(model: nn.Module, example_inputs: torch.Tensor,
                             f"{type(e).__name__}{': ' + first if first else ''}); no channel can be removed "
                             "safely") from None
     finally:
+        for hk in hooks:
+            hk.remove()
         for p in frozen:
             p.requires_grad_(False)
     with warnings.catch_warnings():
@@ -308,15 +378,37 @@ def find_groups(model: nn.Module, example_inputs: torch.Tensor,
 
         out.append(ChannelGroup(gname, n, slices, prune, norms))
     ignored_ids = {id(m) for m in ignored}
+    fixed_heads: list[str] = []
     for name, attn in attns:
         if attn.num_heads < 2 or {id(attn), id(attn.qkv), id(attn.proj)} & ignored_ids:
             continue
-        out.append(_attention_group(name, attn))
+        attrs = _head_attrs(attn, traced_io.get(id(attn)))
+        if attrs is None:
+            fixed_heads.append(name)
+            skipped.append((f"{name}." if name else "") + "qkv")
+            continue
+        out.append(_attention_group(name, attn, attrs))
     notices = []
+    if fixed_heads:
+        notices.append(f"attention: the heads of {_names(fixed_heads)} are left uncompressed (the block's forward "
+                       "did not run with a head removed: it reads its width from something other than num_heads "
+                       "and the attributes that hold num_heads·head_dim)")
     if shuffled:
         notices.append(f"channel shuffle: {len(shuffled)} group(s) coupled through a shuffle are left uncompressed "
                        f"({_names(shuffled)}); the channels inside each branch are compressed")
     return GroupSet(out, skipped + shuffled, notices)
+
+
+def _detached(x: object) -> object:
+    if isinstance(x, torch.Tensor):
+        return x.detach()
+    if isinstance(x, tuple):
+        return tuple(_detached(i) for i in x)
+    if isinstance(x, list):
+        return [_detached(i) for i in x]
+    if isinstance(x, dict):
+        return {k: _detached(v) for k, v in x.items()}
+    return x
 
 
 def _names(names: list[str], at_most: int = 4) -> str:

@@ -106,3 +106,108 @@ def test_channel_shuffle_compresses_branches_and_protects_the_shuffled_channels(
     c0, _ = compress(model, x, method, 0.0)
     with torch.no_grad():
         assert torch.allclose(c0(x), y0, atol=1e-5)
+
+
+# --- timm attention with a separate attn_dim ---------------------------------------------------------------------
+
+
+class TimmAttention(nn.Module):
+    """timm's Attention: q, k, v of width attn_dim (not the embedding dim), reshaped by self.attn_dim."""
+
+    def __init__(self, dim: int, num_heads: int, attn_dim: int):
+        super().__init__()
+        self.num_heads, self.attn_dim, self.head_dim = num_heads, attn_dim, attn_dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, 3 * attn_dim)
+        self.proj = nn.Linear(attn_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        x = ((q * self.scale) @ k.transpose(-2, -1)).softmax(-1) @ v
+        return self.proj(x.transpose(1, 2).reshape(b, n, self.attn_dim))
+
+
+class InputWidthAttention(TimmAttention):
+    """Older timm: head_dim is not kept and the heads are merged back to the width of the input."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__(dim, num_heads, dim)
+        del self.head_dim, self.attn_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        x = ((q * self.scale) @ k.transpose(-2, -1)).softmax(-1) @ v
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+
+class TinyViT(nn.Module):
+    def __init__(self, attn: nn.Module, dim: int = 8):
+        super().__init__()
+        self.inp = nn.Linear(6, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.attn = attn
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.head = nn.Linear(dim, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.inp(x)
+        x = x + self.attn(self.norm(x))
+        x = x + self.mlp(x)
+        return self.head(x.mean(1))
+
+
+@pytest.mark.parametrize("method", ["fold", "mag1"])
+def test_timm_attention_updates_attn_dim_with_the_heads(method):
+    from edgefold.compiler.checkpoint import apply_plan, structural_plan
+
+    def build() -> nn.Module:
+        torch.manual_seed(0)
+        return TinyViT(TimmAttention(8, 4, 12)).eval()
+
+    model, x = build(), torch.randn(2, 5, 6)
+    c, rep = compress(model, x, method, 0.5)
+    heads = [g for g in rep.groups if g.kind == "heads"]
+    assert [(g.n, g.k) for g in heads] == [(4, 2)] and not rep.notices
+    assert (c.attn.num_heads, c.attn.head_dim, c.attn.attn_dim) == (2, 3, 6)
+    assert c.attn.qkv.out_features == 18 and c.attn.proj.in_features == 6 and c.norm.normalized_shape == (4,)
+    x2 = torch.randn(3, 7, 6)  # another batch size and token count than the example
+    with torch.no_grad():
+        y = c(x2)
+    assert y.shape == (3, 3) and torch.isfinite(y).all()
+    # the saved form (attributes that differ from a fresh build + state_dict) rebuilds the same model
+    plan = structural_plan(c, build())
+    assert plan["attn"] == {"num_heads": 2, "attn_dim": 6}
+    back = apply_plan(build(), plan, c.state_dict())
+    back.load_state_dict(c.state_dict())
+    with torch.no_grad():
+        assert torch.equal(back(x2), y)
+
+
+def test_timm_attention_duplicate_heads_fold_exactly():
+    torch.manual_seed(0)
+    base, wide = TimmAttention(8, 2, 6).eval(), TimmAttention(8, 4, 12).eval()
+    sd = base.state_dict()  # heads h and h+2 of the wide block are copies of base head h, proj columns halved
+    wide.load_state_dict({"qkv.weight": sd["qkv.weight"].view(3, 2, 3, 8).repeat(1, 2, 1, 1).reshape(36, 8),
+                          "qkv.bias": sd["qkv.bias"].view(3, 2, 3).repeat(1, 2, 1).reshape(36),
+                          "proj.weight": sd["proj.weight"].view(8, 2, 3).repeat(1, 2, 1).reshape(8, 12) / 2,
+                          "proj.bias": sd["proj.bias"]})
+    x = torch.randn(2, 5, 8)
+    folded, rep = compress(wide, x, "fold", 0.5)
+    assert sorted(map(sorted, rep.groups[0].members)) == [[0, 2], [1, 3]]
+    assert (folded.num_heads, folded.attn_dim) == (2, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), base(x), atol=1e-5, rtol=1e-5)
+
+
+def test_attention_that_reads_its_width_from_the_input_keeps_its_heads_with_a_notice():
+    model, x = TinyViT(InputWidthAttention(8, 4)).eval(), torch.randn(2, 5, 6)
+    # the residual stream is the attention width here: keep it (its input layer ignored) to isolate the heads
+    c, rep = compress(model, x, "fold", 0.5, ignored_layers=[model.inp])
+    assert c.attn.num_heads == 4 and c.attn.qkv.out_features == 24
+    assert "attn.qkv" in rep.skipped_groups
+    assert len(rep.notices) == 1 and rep.notices[0].startswith("attention: the heads of attn")
+    assert c.mlp[0].out_features == 8  # the other groups are compressed
+    with torch.no_grad():
+        assert torch.isfinite(c(x)).all()
