@@ -211,3 +211,72 @@ def test_attention_that_reads_its_width_from_the_input_keeps_its_heads_with_a_no
     assert c.mlp[0].out_features == 8  # the other groups are compressed
     with torch.no_grad():
         assert torch.isfinite(c(x)).all()
+
+
+# --- DenseNet: norm layers over concatenations hold channels of several groups -----------------------------------
+
+
+class DenseLayer(nn.Module):
+    def __init__(self, cin: int, growth: int):
+        super().__init__()
+        self.norm1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, 2 * growth, 1, bias=False)
+        self.norm2, self.conv2 = nn.BatchNorm2d(2 * growth), nn.Conv2d(2 * growth, growth, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv2(torch.relu(self.norm2(self.conv1(torch.relu(self.norm1(x))))))
+        return torch.cat([x, y], 1)
+
+
+class DenseNet(nn.Module):
+    def __init__(self, c0: int = 8, growth: int = 6, layers: int = 3):
+        super().__init__()
+        self.stem = nn.Conv2d(3, c0, 3, padding=1, bias=False)
+        self.block = nn.Sequential(*[DenseLayer(c0 + i * growth, growth) for i in range(layers)])
+        width = c0 + layers * growth
+        self.norm, self.fc = nn.BatchNorm2d(width), nn.Linear(width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.norm(self.block(self.stem(x)))).mean((2, 3)))
+
+
+@pytest.mark.parametrize("repair", REPAIRS)
+@pytest.mark.parametrize("method", ["fold", "mag1", "mag2"])
+def test_densenet_every_repair(method, repair):
+    x = torch.randn(8, 3, 8, 8)
+    model = _calibrated(DenseNet(), x)
+    c, rep = compress(model, x, method, 0.5, repair, calib_data=x)
+    with torch.no_grad():
+        y = c(x)
+    assert y.shape == (8, 10) and torch.isfinite(y).all()
+    assert rep.params_after < 0.5 * rep.params_before and rep.macs_after < 0.5 * rep.macs_before
+    assert c.block[2].norm1.num_features == 4 + 3 + 3 and c.norm.num_features == 4 + 3 * 3
+
+
+def test_densenet_norm_positions_and_ar_scale_the_groups_own_channels():
+    x = torch.randn(8, 3, 8, 8)
+    model = _calibrated(DenseNet(), x)
+    # magnitude pruning: kept channel c of a group is original channel members[c][0], at the group's offset in each
+    # concatenation (stem at 0, layer i's growth channels at 8 + 6·i)
+    c, rep = compress(model, x, "mag1", 0.5)
+    offset = {"stem": 0, **{f"block.{i}.conv2": 8 + 6 * i for i in range(3)}}
+    checked = 0
+    for g in rep.groups:
+        for name, pos in g.norm_index.items():
+            orig, new = model.get_submodule(name), c.get_submodule(name)
+            for mem, p in zip(g.members, pos, strict=True):
+                assert new.weight[p[0]] == orig.weight[offset.get(g.name, 0) + mem[0]]
+                assert new.running_var[p[0]] == orig.running_var[offset.get(g.name, 0) + mem[0]]
+                checked += 1
+    assert checked > 30
+    # fold: ar scales exactly the merged channels' running variance, wherever they sit
+    plain, rep = compress(model, x, "fold", 0.5, "none")
+    ar, _ = compress(model, x, "fold", 0.5, "ar")
+    expect = {n: torch.ones_like(m.running_var) for n, m in plain.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    for g in rep.groups:
+        f = torch.tensor([R.variance_factor(len(m), r) for m, r in zip(g.members, g.rho, strict=True)])
+        for name, pos in g.norm_index.items():
+            expect[name][torch.tensor(pos).reshape(-1)] = f
+    assert any(bool((e != 1).any()) for e in expect.values())
+    for name, e in expect.items():
+        got = ar.get_submodule(name).running_var / plain.get_submodule(name).running_var
+        torch.testing.assert_close(got, e.to(got.dtype), rtol=1e-5, atol=0)
