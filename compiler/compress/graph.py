@@ -389,6 +389,13 @@ def find_groups(model: nn.Module, example_inputs: torch.Tensor,
             continue
         out.append(_attention_group(name, attn, attrs))
     notices = []
+    rnns = [n for n, m in model.named_modules() if isinstance(m, nn.RNNBase)]
+    if rnns:
+        notices.append(f"recurrent layers are not compressed ({_names(rnns)}): Torch-Pruning's graph does not couple "
+                       "their gate rows, so their hidden units stay as they are")
+    if not out:
+        notices.append("nothing to compress: the model has no channel group that can be removed (every group feeds "
+                       "the output, is ignored or was skipped)")
     if fixed_heads:
         notices.append(f"attention: the heads of {_names(fixed_heads)} are left uncompressed (the block's forward "
                        "did not run with a head removed: it reads its width from something other than num_heads "

@@ -280,3 +280,26 @@ def test_densenet_norm_positions_and_ar_scale_the_groups_own_channels():
     for name, e in expect.items():
         got = ar.get_submodule(name).running_var / plain.get_submodule(name).running_var
         torch.testing.assert_close(got, e.to(got.dtype), rtol=1e-5, atol=0)
+
+
+# --- recurrent layers --------------------------------------------------------------------------------------------
+
+
+class RNNKWS(nn.Module):
+    def __init__(self, cell: type[nn.RNNBase]):
+        super().__init__()
+        self.rnn, self.fc = cell(10, 16, batch_first=True), nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.rnn(x)[0][:, -1])
+
+
+@pytest.mark.parametrize("cell", [nn.GRU, nn.LSTM])
+def test_recurrent_model_with_nothing_to_compress_says_so(cell):
+    model, x = RNNKWS(cell).eval(), torch.randn(2, 12, 10)
+    c, rep = compress(model, x, "fold", 0.5, "ar")
+    assert not rep.groups and rep.params_after == rep.params_before
+    assert any(n.startswith("recurrent layers are not compressed (rnn)") for n in rep.notices)
+    assert any(n.startswith("nothing to compress:") for n in rep.notices)
+    with torch.no_grad():
+        assert torch.equal(c(x), model(x))
