@@ -268,4 +268,4 @@ def shrink(loaded: LoadedModel, req: ShrinkRequest, plan: DataPlan, target: Any 
         seconds["recover"] = round(time.perf_counter() - t, 3)
     acc_after = _accuracy(compressed, plan.eval)
     return Shrunk(compressed.eval(), report, ratios, inputs, label, calib, plan.eval, acc_before, acc_compress,
-                  acc_after, fit_res, rec, list(plan.notes), seconds)
+                  acc_after, fit_res, rec, list(plan.notes) + list(report.notices), seconds)

@@ -109,6 +109,29 @@ def compress(model: nn.Module, example_inputs: torch.Tensor, method: str = "fold
     return work.eval(), report
 
 
+def _norm_positions(groups: list[graph.ChannelGroup], removals: list[list[int]], records: list[GroupRecord]) -> None:
+    """Record where each group's kept channels sit in its norm layers once every group has been pruned.
+
+    A norm layer can hold channels of several groups: DenseNet's norm1 normalises the concatenation of every earlier
+    layer's output, each its own group. Its channel c of a group is then not channel c of the layer.
+    """
+    def norm_slices(g: graph.ChannelGroup) -> dict[str, torch.Tensor]:
+        return {s.module_name: s.index for s in g.slices if s.module_name in g.norm_layers
+                and any(attr == "weight" or attr == "running_var" for attr, _ in s.tensors)}
+
+    removed: dict[str, list[int]] = {}
+    per_group = [norm_slices(g) for g in groups]
+    for sl, rm in zip(per_group, removals, strict=True):
+        for name, index in sl.items():
+            removed.setdefault(name, []).extend(index[rm].reshape(-1).tolist() if rm else [])
+    for sl, rec in zip(per_group, records, strict=True):
+        reps = torch.as_tensor([m[0] for m in rec.members], dtype=torch.long)
+        for name, index in sl.items():
+            gone = torch.as_tensor(sorted(removed.get(name, [])), dtype=torch.long)
+            kept = index[reps]  # (k, m) positions before pruning
+            rec.norm_index[name] = (kept - torch.searchsorted(gone, kept)).tolist()
+
+
 def _structural(model: nn.Module, example_inputs: torch.Tensor, method: str, ratio: float,
                 ignored_layers: list[nn.Module] | None, seed: int,
                 ratios: dict[str, float] | None = None) -> tuple[nn.Module, CompressReport]:
@@ -170,6 +193,7 @@ def _structural(model: nn.Module, example_inputs: torch.Tensor, method: str, rat
         removals.append(rm)
         records.append(GroupRecord(g.name, g.n, k, members, rho, list(g.norm_layers), err, pe, fe, g.kind,
                                    int(w.shape[1])))
+    _norm_positions(gset.groups, removals, records)
     t = lap("cluster_merge", t)
     grad_flags = {n: p.requires_grad for n, p in work.named_parameters()}
     for g, rm in zip(gset.groups, removals, strict=True):
@@ -188,5 +212,6 @@ def _structural(model: nn.Module, example_inputs: torch.Tensor, method: str, rat
     report = CompressReport(method, float(ratio), "none", params_before, params_after, macs_before, macs_after,
                             time.perf_counter() - t_start, records, gset.skipped,
                             {k: round(v, 4) for k, v in timings.items()},
-                            {g.name: float(ratios[g.name]) for g in gset.groups if g.name in ratios})
+                            {g.name: float(ratios[g.name]) for g in gset.groups if g.name in ratios},
+                            list(gset.notices))
     return work.to(device), report

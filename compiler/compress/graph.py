@@ -10,11 +10,17 @@ Attention: Torch-Pruning traces qkv → reshape → heads → proj as if the 3·
 H·D inputs, which is wrong. Modules that look like an attention block (a `qkv` Linear with 3·num_heads·head_dim
 outputs, a `proj` Linear with num_heads·head_dim inputs, int attributes `num_heads` and `head_dim`) therefore get a
 head group of their own: a channel is a whole head (its q, k, v rows and its proj columns), so heads stay consistent,
-and `num_heads` is updated when heads are removed. Their residual-stream channels are handled by the generic groups.
+and `num_heads` is updated when heads are removed, with every other int attribute that holds the attention width
+num_heads·head_dim (timm's `attn_dim`, `all_head_size`, ...). Which of those the forward really reads is checked
+by removing one head from a copy of the block and running it on the input it saw while the graph was traced; a block
+whose forward runs neither way (e.g. one that reshapes to the width of its input) keeps its heads, with a notice.
+`head_dim` may also be derived (qkv outputs / 3·num_heads) when the block keeps no such attribute. Their
+residual-stream channels are handled by the generic groups.
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +28,10 @@ from dataclasses import dataclass, field
 import torch
 import torch_pruning as tp
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torch_pruning import ops
+
+from edgefold.core.errors import EdgefoldError
 
 MEAN, SUM = "mean", "sum"  # producers (and per-channel ops) take the cluster mean; consumers the sum
 
@@ -54,15 +63,76 @@ class ChannelGroup:
     kind: str = "channels"  # or "heads"
 
 
+def _head_dim(m: nn.Module) -> int | None:
+    """head_dim of an attention block (qkv Linear -> heads -> proj Linear), or None if m is not one."""
+    nh, hd = getattr(m, "num_heads", None), getattr(m, "head_dim", None)
+    qkv, proj = getattr(m, "qkv", None), getattr(m, "proj", None)
+    if not (isinstance(nh, int) and nh > 0 and isinstance(qkv, nn.Linear) and isinstance(proj, nn.Linear)):
+        return None
+    if not isinstance(hd, int) or isinstance(hd, bool):
+        if qkv.out_features % (3 * nh):
+            return None
+        hd = qkv.out_features // (3 * nh)
+    return hd if qkv.out_features == 3 * nh * hd and proj.in_features == nh * hd else None
+
+
 def _attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    out = []
-    for name, m in model.named_modules():
-        nh, hd = getattr(m, "num_heads", None), getattr(m, "head_dim", None)
-        qkv, proj = getattr(m, "qkv", None), getattr(m, "proj", None)
-        if (isinstance(nh, int) and isinstance(hd, int) and isinstance(qkv, nn.Linear) and isinstance(proj, nn.Linear)
-                and qkv.out_features == 3 * nh * hd and proj.in_features == nh * hd):
-            out.append((name, m))
-    return out
+    return [(name, m) for name, m in model.named_modules() if _head_dim(m) is not None]
+
+
+def _width_attrs(attn: nn.Module) -> list[str]:
+    """Int attributes other than num_heads/head_dim that hold the attention width num_heads·head_dim."""
+    width = attn.num_heads * _head_dim(attn)  # type: ignore[operator]
+    return [k for k, v in vars(attn).items() if not k.startswith("_") and k not in ("num_heads", "head_dim")
+            and isinstance(v, int) and not isinstance(v, bool) and v == width]
+
+
+def _head_indices(h: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+    heads = torch.arange(h)
+    # qkv rows are laid out [3][head][dim]; proj columns [head][dim]
+    q_idx = (torch.arange(3)[None, :, None] * h * d + heads[:, None, None] * d + torch.arange(d)[None, None, :])
+    p_idx = heads[:, None] * d + torch.arange(d)[None, :]
+    return q_idx.reshape(h, 3 * d), p_idx
+
+
+def _drop_heads(attn: nn.Module, idxs: list[int], attrs: list[str]) -> None:
+    """Remove whole heads: their q, k, v rows of qkv, their proj columns, and shrink num_heads and `attrs`."""
+    h, d = attn.num_heads, _head_dim(attn)
+    assert d is not None
+    q_idx, p_idx = _head_indices(h, d)
+    rm = torch.as_tensor(sorted(idxs))
+    tp.prune_linear_out_channels(attn.qkv, sorted(q_idx[rm].reshape(-1).tolist()))
+    tp.prune_linear_in_channels(attn.proj, sorted(p_idx[rm].reshape(-1).tolist()))
+    for a in attrs:
+        setattr(attn, a, getattr(attn, a) - len(idxs) * d)
+    attn.num_heads = h - len(idxs)  # head_dim is unchanged: whole heads go
+
+
+def _head_attrs(attn: nn.Module, seen: tuple[tuple, dict, object] | None) -> list[str] | None:
+    """The width attributes to shrink with the heads, tried on a copy of the block; None if no choice runs."""
+    attrs = _width_attrs(attn)
+    if seen is None:  # the block did not run while tracing: nothing to try it on
+        return attrs
+    args, kwargs, out = seen
+    for choice in ([attrs, []] if attrs else [[]]):
+        trial = copy.deepcopy(attn)
+        _drop_heads(trial, [attn.num_heads - 1], choice)
+        try:
+            with torch.no_grad():
+                y = trial(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - any failure means this choice of attributes is wrong
+            continue
+        if _shapes(y) == _shapes(out):
+            return choice
+    return None
+
+
+def _shapes(x: object) -> object:
+    if isinstance(x, torch.Tensor):
+        return tuple(x.shape)
+    if isinstance(x, (tuple, list)):
+        return tuple(_shapes(i) for i in x)
+    return None
 
 
 def _index(idxs: list[int], roots: list[int], n: int) -> torch.Tensor | None:
@@ -135,31 +205,94 @@ def _slices_for(dg: tp.DependencyGraph, item, n: int, names: dict) -> tuple[list
     return sl, norm
 
 
-def _attention_group(name: str, attn: nn.Module) -> ChannelGroup:
-    h, d = attn.num_heads, attn.head_dim
-    heads = torch.arange(h)
-    # qkv rows are laid out [3][head][dim]; proj columns [head][dim]
-    q_idx = (torch.arange(3)[None, :, None] * h * d + heads[:, None, None] * d + torch.arange(d)[None, None, :])
-    p_idx = heads[:, None] * d + torch.arange(d)[None, :]
+def _attention_group(name: str, attn: nn.Module, attrs: list[str]) -> ChannelGroup:
+    h, d = attn.num_heads, _head_dim(attn)
+    assert d is not None
+    q_idx, p_idx = _head_indices(h, d)
     pre = f"{name}." if name else ""
-    slices = [Slice(pre + "qkv", attn.qkv, [("weight", 0), ("bias", 0)], q_idx.reshape(h, 3 * d), MEAN, producer=True),
+    slices = [Slice(pre + "qkv", attn.qkv, [("weight", 0), ("bias", 0)], q_idx, MEAN, producer=True),
               Slice(pre + "proj", attn.proj, [("weight", 1)], p_idx, SUM)]
 
     def prune(idxs: list[int]) -> None:
-        if not idxs:
-            return
-        rm = torch.as_tensor(sorted(idxs))
-        tp.prune_linear_out_channels(attn.qkv, sorted(q_idx[rm].reshape(-1).tolist()))
-        tp.prune_linear_in_channels(attn.proj, sorted(p_idx[rm].reshape(-1).tolist()))
-        attn.num_heads -= len(idxs)  # head_dim is unchanged: whole heads go
+        if idxs:
+            _drop_heads(attn, idxs, attrs)
 
     return ChannelGroup(pre + "qkv", h, slices, prune, [], kind="heads")
+
+
+def _split_dims(a: tuple[int, ...], b: tuple[int, ...]) -> list[list[int]]:
+    """Positions in shape b of the dims that a reshape a -> b made by splitting one dim of a (size-1 dims left out)."""
+    if 0 in a or 0 in b:
+        return []
+    out: list[list[int]] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        pa, pb, si, sj = a[i], b[j], [i], [j]
+        while pa != pb:
+            if pa < pb:
+                i += 1
+                if i == len(a):
+                    return out
+                pa *= a[i]
+                si.append(i)
+            else:
+                j += 1
+                if j == len(b):
+                    return out
+                pb *= b[j]
+                sj.append(j)
+        parts = [k for k in sj if b[k] > 1]
+        if len(si) == 1 and len(parts) > 1:
+            out.append(parts)
+        i, j = i + 1, j + 1
+    return out
+
+
+class _ShuffleRecorder(TorchFunctionMode):
+    """Finds channel shuffles while Torch-Pruning traces the model.
+
+    A shuffle is a permute/transpose that changes the order of the parts of one dim that a view/reshape has just
+    split, as in ShuffleNet's view(b, g, c // g, h, w).transpose(1, 2). Torch-Pruning 1.6.1 maps channel indices
+    through it wrongly (or fails inside its reshape bookkeeping), so the groups it couples are left alone. Head
+    splits (view(b, n, 3, h, d).permute(2, 0, 3, 1, 4)) keep the split parts in order and are not shuffles.
+    """
+
+    RESHAPES = frozenset({"view", "reshape", "unflatten"})
+    PERMUTES = frozenset({"permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._split: dict[int, tuple[torch.Tensor, list[list[int]]]] = {}
+        self.grad_fns: list[object] = []  # autograd nodes of the shuffling permutes
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = getattr(func, "__name__", "")
+        if not (isinstance(out, torch.Tensor) and args and isinstance(args[0], torch.Tensor)):
+            return out
+        inp = args[0]
+        if name in self.RESHAPES:
+            parts = _split_dims(tuple(inp.shape), tuple(out.shape))
+            if parts:
+                self._split[id(out)] = (out, parts)
+        elif name in self.PERMUTES:
+            entry = self._split.get(id(inp))
+            if entry is not None and entry[0] is inp:
+                # the permutation, read off a tensor whose dim i has size i + 2
+                probe = torch.empty([i + 2 for i in range(inp.dim())], device="meta")
+                perm = [s - 2 for s in func(probe, *args[1:], **kwargs).shape]
+                for parts in entry[1]:
+                    if [p for p in perm if p in parts] != parts and out.grad_fn is not None:
+                        self.grad_fns.append(out.grad_fn)
+        return out
 
 
 @dataclass
 class GroupSet:
     groups: list[ChannelGroup]
     skipped: list[str]  # root layers of groups left alone (unsupported layers), for the report
+    notices: list[str] = field(default_factory=list)  # why groups were left alone, one line each
 
 
 def find_groups(model: nn.Module, example_inputs: torch.Tensor,
@@ -175,11 +308,26 @@ def find_groups(model: nn.Module, example_inputs: torch.Tensor,
     frozen = [p for p in model.parameters() if not p.requires_grad]
     for p in frozen:  # the graph is traced through autograd: frozen weights would hide their layers
         p.requires_grad_(True)
+    shuffles = _ShuffleRecorder()
+    traced_io: dict[int, tuple[tuple, dict, object]] = {}  # what each attention block got and gave while tracing
+
+    def keep_io(m: nn.Module, args: tuple, kwargs: dict, out: object) -> None:
+        if id(m) not in traced_io:
+            traced_io[id(m)] = (_detached(args), _detached(kwargs), _detached(out))
+
+    hooks = [a.register_forward_hook(keep_io, with_kwargs=True) for _, a in attns]
     try:
-        with warnings.catch_warnings(), torch.enable_grad():
+        with warnings.catch_warnings(), torch.enable_grad(), shuffles:
             warnings.simplefilter("ignore")  # "unwrapped parameters detected": default dim (last) is what we want
             dg = tp.DependencyGraph().build_dependency(model, example_inputs, verbose=False)
+    except Exception as e:  # Torch-Pruning's tracer: a one-line error rather than its traceback
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise EdgefoldError(f"cannot trace the model's channel dependencies (Torch-Pruning: "
+                            f"{type(e).__name__}{': ' + first if first else ''}); no channel can be removed "
+                            "safely") from None
     finally:
+        for hk in hooks:
+            hk.remove()
         for p in frozen:
             p.requires_grad_(False)
     with warnings.catch_warnings():
@@ -189,6 +337,8 @@ def find_groups(model: nn.Module, example_inputs: torch.Tensor,
                                                                                           nn.Conv3d, nn.Linear)))
     out: list[ChannelGroup] = []
     skipped: list[str] = []
+    shuffled: list[str] = []
+    shuffle_fns = {id(f) for f in shuffles.grad_fns}
     for g in all_groups:
         root, root_fn = g[0].dep.target.module, g[0].dep.handler
         n = len(g[0].idxs)
@@ -197,6 +347,10 @@ def find_groups(model: nn.Module, example_inputs: torch.Tensor,
             continue
         # the network's output channels (classifier logits) are never touched
         if any(dg.is_out_channel_pruning_fn(it.dep.handler) and not it.dep.target.outputs for it in g):
+            continue
+        if shuffle_fns and any(id(getattr(node, "grad_fn", None)) in shuffle_fns
+                               for it in g for node in (it.dep.source, it.dep.target)):
+            shuffled.append(gname)
             continue
         slices: list[Slice] = []
         norms: list[str] = []
@@ -224,11 +378,48 @@ def find_groups(model: nn.Module, example_inputs: torch.Tensor,
 
         out.append(ChannelGroup(gname, n, slices, prune, norms))
     ignored_ids = {id(m) for m in ignored}
+    fixed_heads: list[str] = []
     for name, attn in attns:
         if attn.num_heads < 2 or {id(attn), id(attn.qkv), id(attn.proj)} & ignored_ids:
             continue
-        out.append(_attention_group(name, attn))
-    return GroupSet(out, skipped)
+        attrs = _head_attrs(attn, traced_io.get(id(attn)))
+        if attrs is None:
+            fixed_heads.append(name)
+            skipped.append((f"{name}." if name else "") + "qkv")
+            continue
+        out.append(_attention_group(name, attn, attrs))
+    notices = []
+    rnns = [n for n, m in model.named_modules() if isinstance(m, nn.RNNBase)]
+    if rnns:
+        notices.append(f"recurrent layers are not compressed ({_names(rnns)}): Torch-Pruning's graph does not couple "
+                       "their gate rows, so their hidden units stay as they are")
+    if not out:
+        notices.append("nothing to compress: the model has no channel group that can be removed (every group feeds "
+                       "the output, is ignored or was skipped)")
+    if fixed_heads:
+        notices.append(f"attention: the heads of {_names(fixed_heads)} are left uncompressed (the block's forward "
+                       "did not run with a head removed: it reads its width from something other than num_heads "
+                       "and the attributes that hold num_heads·head_dim)")
+    if shuffled:
+        notices.append(f"channel shuffle: {len(shuffled)} group(s) coupled through a shuffle are left uncompressed "
+                       f"({_names(shuffled)}); the channels inside each branch are compressed")
+    return GroupSet(out, skipped + shuffled, notices)
+
+
+def _detached(x: object) -> object:
+    if isinstance(x, torch.Tensor):
+        return x.detach()
+    if isinstance(x, tuple):
+        return tuple(_detached(i) for i in x)
+    if isinstance(x, list):
+        return [_detached(i) for i in x]
+    if isinstance(x, dict):
+        return {k: _detached(v) for k, v in x.items()}
+    return x
+
+
+def _names(names: list[str], at_most: int = 4) -> str:
+    return ", ".join(names[:at_most]) + (f" and {len(names) - at_most} more" if len(names) > at_most else "")
 
 
 # --- per-channel features and merging -------------------------------------------------------------------------

@@ -181,10 +181,15 @@ def approximate_repair(model: nn.Module, groups: Sequence[Any]) -> int:
             m = modules.get(name)
             if not (isinstance(m, _BatchNorm) and m.track_running_stats and m.running_var is not None):
                 continue  # LayerNorm / GroupNorm / batch-stat BN: no running variance to correct
-            if m.running_var.numel() != len(factors):
-                raise RuntimeError(f"group {g.name}: {name} has {m.running_var.numel()} channels but the group "
-                                   f"kept {len(factors)}")
-            m.running_var.mul_(factors.to(m.running_var.dtype))
+            pos = getattr(g, "norm_index", {}).get(name)
+            if pos is None:  # the layer holds this group's channels only, in order
+                pos = [[c] for c in range(len(factors))]
+            index = torch.as_tensor(pos, dtype=torch.long).reshape(len(factors), -1)
+            if index.numel() and int(index.max()) >= m.running_var.numel():
+                raise RuntimeError(f"group {g.name}: {name} has {m.running_var.numel()} channels, fewer than the "
+                                   f"group's positions in it")
+            f = factors.to(m.running_var.dtype)[:, None].expand_as(index)
+            m.running_var.index_put_((index.reshape(-1),), m.running_var[index.reshape(-1)] * f.reshape(-1))
             changed += int((factors != 1.0).sum())
     return changed
 

@@ -13,7 +13,8 @@ class GroupRecord:
     members[c] lists the ORIGINAL channel indices merged into kept channel c (in the compressed model's order; a
     single index for magnitude pruning). rho[c] is the mean pairwise cosine similarity of those members' producer
     weights (1.0 for singletons), the correlation estimate of the data-free repair. norm_layers are the
-    BatchNorm/LayerNorm modules (names valid in the compressed model) whose channels belong to the group.
+    BatchNorm/LayerNorm modules (names valid in the compressed model) whose channels belong to the group, norm_index
+    where in them (a layer may also hold other groups' channels, e.g. DenseNet's concatenations).
     proj_error = ‖W − W_approx‖_F on the group feature matrix for the method used; prune_error is the best
     magnitude prune at the same k (keep the k largest-L2 rows), fold_error the k-means fold (fold only).
     """
@@ -29,6 +30,8 @@ class GroupRecord:
     fold_error: float | None = None
     kind: str = "channels"  # "channels" or "heads" (whole attention heads)
     feature_dim: int = 0
+    # per norm layer, the positions of kept channel c in the compressed layer (a layer may hold several groups)
+    norm_index: dict[str, list[list[int]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,6 +51,7 @@ class CompressReport:
     skipped_groups: list[str] = field(default_factory=list)  # root layers of groups with unsupported layers
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     ratios: dict[str, float] = field(default_factory=dict)  # per-group ratios that override `ratio`
+    notices: list[str] = field(default_factory=list)  # what was left uncompressed and why, one line each
 
     @property
     def param_ratio(self) -> float:

@@ -23,6 +23,14 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     return F.kl_div(s, p, log_target=True, reduction="batchmean") * (t * t)
 
 
+def _width(m: nn.Module) -> int | None:
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        return int(m.num_features)
+    if isinstance(m, nn.LayerNorm):
+        return int(m.normalized_shape[-1])
+    return None
+
+
 class FeatureTaps:
     """Forward hooks on the group normalisation layers of teacher and student, and the member-mean matching."""
 
@@ -39,7 +47,8 @@ class FeatureTaps:
             for c, mem in enumerate(g.members):
                 avg[c, mem] = 1.0 / len(mem)
             for name in g.norm_layers:
-                if name in t_mods and name in s_mods:
+                # a layer that also holds other groups' channels (DenseNet's concatenations) has no (k, n) matching
+                if name in t_mods and name in s_mods and _width(t_mods[name]) == g.n:
                     self.pairs.append((name, avg))
                     self.handles.append(t_mods[name].register_forward_hook(self._store(self.t_out, name)))
                     self.handles.append(s_mods[name].register_forward_hook(self._store(self.s_out, name)))
