@@ -3,6 +3,7 @@ block, plus the buffers the arena planner must place (activations, kernel scratc
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -13,8 +14,10 @@ from edgefold.compiler.codegen.quant import (
     act_range_q,
     conv_out_size,
     conv_pad,
+    downscale_to_q15,
     quantize_multiplier,
     quantize_multiplier_smaller_than_one,
+    round_half_away,
 )
 from edgefold.compiler.tflite_model import Op, Tensor, TfliteModel
 
@@ -120,9 +123,15 @@ class Lowerer:
             return Ref("const", self.const(t, ctype), ctype)
         return Ref("tensor", i, ctype)
 
+    def where(self, op: Op) -> str:
+        """The op's layer and first output tensor, for one-line errors that point at the model's source."""
+        outs = [self.t(i).name for i in op.outputs if i >= 0]
+        layer = op.layer or "?"
+        return f"layer '{layer}', tensor {outs[0][:120] if outs else '?'}"
+
     def need(self, op: Op, cond: bool, what: str) -> None:
         if not cond:
-            raise UnsupportedOp(f"unsupported op: {op.name} ({what})")
+            raise UnsupportedOp(f"unsupported op: {op.name} ({what}; {self.where(op)})")
 
     def int8_io(self, op: Op, *idx: int) -> None:
         for i in idx:
@@ -221,18 +230,22 @@ class Lowerer:
                       depth_mult=(oc // c) if dw else 1, weights=weights, bias=bias,
                       mult=self.const(np.array(mult), "int32_t", f"m{op.index}"),
                       shift=self.const(np.array(shift), "int32_t", f"sh{op.index}"))
-        k = kh * kw * (1 if dw else c)
+        groups = 1 if dw or as_conv else c // w.shape[3]
+        k = kh * kw * (1 if dw else c // groups)
         step = len(self.out.steps)
         args = [self.ref(xi), self.ref(op.outputs[0])]
         if dw:
             self.need(op, oc % c == 0, "channel multiplier")
             fn = "ef_depthwise_conv_2d"
         else:
-            self.need(op, as_conv or w.shape[3] == c, "grouped convolution")
+            self.need(op, as_conv or (c % w.shape[3] == 0 and oc % groups == 0), "filter depth does not divide the "
+                      "input channels")
+            fields["groups"] = groups
             fn = "ef_conv_2d"
             args.append(self.scratch(step, 2 * 2 * k))
         self.add_step(Step(fn, "ef_conv_params", fields, args, op.name))
-        self.window_overlap(op, xi, op.outputs[0], h, wd, c, oh, ow, oc, sh, sw, pad_t, pad_l)
+        if groups == 1:  # a grouped conv writes a pixel's first groups before reading its last ones
+            self.window_overlap(op, xi, op.outputs[0], h, wd, c, oh, ow, oc, sh, sw, pad_t, pad_l)
 
     def window_overlap(self, op, xi, yi, h, w, c, oh, ow, oc, sh, sw, pad_t, pad_l) -> None:
         delta = window_delta(w, c, oh, ow, oc, sh, sw, pad_t, pad_l)
@@ -321,8 +334,76 @@ class Lowerer:
                      out_mult=mo, out_shift=so, act_min=amin, act_max=amax)
             self.add_step(Step("ef_mul", "ef_mul_params", f, args, op.name))
             self.elementwise_alias(op, bc, [ai, bi_], op.outputs[0])
+        elif op.name in ("SUB", "SQUARED_DIFFERENCE"):
+            self.sub(op, a, b, y, bc, amin, amax, args)
         else:
-            raise UnsupportedOp(f"unsupported op: {op.name} (int8)")
+            self.need(op, False, "int8")
+
+    def sub(self, op: Op, a: Tensor, b: Tensor, y: Tensor, bc: dict, amin: int, amax: int, args: list[Ref]) -> None:
+        f32 = np.float32
+        if op.name == "SUB":
+            # sub_common.cc: the scales are combined in float, then widened
+            left = 20
+            twice = f32(2) * max(f32(a.scale), f32(b.scale))
+            m1, s1 = quantize_multiplier_smaller_than_one(float(f32(a.scale) / twice))
+            m2, s2 = quantize_multiplier_smaller_than_one(float(f32(b.scale) / twice))
+            mo, so = quantize_multiplier_smaller_than_one(float(twice / (f32(1 << left) * f32(y.scale))))
+            fn = "ef_sub"
+        else:
+            # squared_difference.cc: in double, output multiplier (2 max scale)^2 / (2^14 out scale)
+            left = 7
+            twice = 2.0 * float(max(f32(a.scale), f32(b.scale)))
+            m1, s1 = quantize_multiplier_smaller_than_one(float(f32(a.scale)) / twice)
+            m2, s2 = quantize_multiplier_smaller_than_one(float(f32(b.scale)) / twice)
+            mo, so = quantize_multiplier(twice * twice / float(f32(1 << (2 * left)) * f32(y.scale)))
+            fn = "ef_squared_difference"
+            amin, amax = -128, 127
+        f = dict(b=bc, in1_offset=-a.zero_point, in2_offset=-b.zero_point, out_offset=y.zero_point, left_shift=left,
+                 in1_mult=m1, in1_shift=s1, in2_mult=m2, in2_shift=s2, out_mult=mo, out_shift=so, act_min=amin,
+                 act_max=amax)
+        self.add_step(Step(fn, "ef_add_params", f, args, op.name))
+        self.elementwise_alias(op, bc, [op.inputs[0], op.inputs[1]], op.outputs[0])
+
+    def minmax(self, op: Op) -> None:
+        ai, bi_, yi = op.inputs[0], op.inputs[1], op.outputs[0]
+        self.int8_io(op, ai, bi_, yi)
+        bc = self.bcast(op, self.t(ai), self.t(bi_), self.t(yi))
+        # TFLM compares the raw int8 values and copies one: it assumes the three tensors share a quantisation
+        self.add_step(Step("ef_maximum_minimum", "ef_minmax_params", dict(b=bc, is_max=int(op.name == "MAXIMUM")),
+                           [self.ref(ai), self.ref(bi_), self.ref(yi)], op.name))
+        self.elementwise_alias(op, bc, [ai, bi_], yi)
+
+    def activation(self, op: Op) -> None:
+        """LOGISTIC, TANH, HARD_SWISH, LEAKY_RELU on int8: the constants each TFLM kernel's Prepare computes."""
+        xi, yi = op.inputs[0], op.outputs[0]
+        x, y = self.t(xi), self.t(yi)
+        self.int8_io(op, xi, yi)
+        self.need(op, x.size == y.size, "shape change")
+        f32 = np.float32
+        f = dict(count=x.size, in_zp=x.zero_point, out_zp=y.zero_point, mult=0, shift=0, mult2=0, shift2=0, radius=0)
+        if op.name in ("LOGISTIC", "TANH"):
+            if op.name == "LOGISTIC":
+                self.need(op, y.zero_point == -128, f"output zero point {y.zero_point}, TFLM needs -128")
+            real = float(f32(x.scale)) * float(1 << 27)  # Q4.27 input
+            q, shift = math.frexp(real)
+            mult = round_half_away(q * (1 << 31))
+            self.need(op, mult < (1 << 31), "input multiplier overflow")
+            radius = math.floor(15.0 * (1 << 27) / 2.0 ** shift)
+            f.update(mult=mult, shift=shift, radius=radius)
+        elif op.name == "HARD_SWISH":
+            hires = f32(1.0 / 128.0) * f32(x.scale)
+            m_out, e_out = quantize_multiplier(float(hires / f32(y.scale)))
+            m_rel, e_rel = quantize_multiplier(float(hires / f32(3.0 / 32768.0)))
+            self.need(op, e_out <= 0, "output multiplier above one")
+            f.update(mult=downscale_to_q15(m_out), shift=e_out, mult2=downscale_to_q15(m_rel), shift2=e_rel)
+        else:  # LEAKY_RELU
+            alpha = f32(op.options.get("Alpha", 0.2))
+            m_id, s_id = quantize_multiplier(float(f32(x.scale) / f32(y.scale)))
+            m_al, s_al = quantize_multiplier(abs(float(f32(x.scale) * alpha / f32(y.scale))))
+            f.update(mult=m_id, shift=s_id, mult2=m_al, shift2=s_al, radius=int(alpha < 0))
+        fn = "ef_" + op.name.lower()
+        self.add_step(Step(fn, "ef_act_params", f, [self.ref(xi), self.ref(yi)], op.name))
+        self.out.overlaps.append((self.key(yi), self.key(xi), 0))
 
     def elementwise_alias(self, op: Op, bc: dict, ins: list[int], yi: int) -> None:
         y = self.t(yi)
@@ -364,11 +445,17 @@ class Lowerer:
         inner = int(np.prod(x.shape[axes[-1] + 1:], dtype=np.int64))
         args = [self.ref(xi), self.ref(yi)]
         if x.dtype == "float32":
+            self.need(op, op.name == "MEAN", "float32")
             f = dict(outer=outer, reduce=red, inner=inner, in_zp=0, out_zp=0, mult=0, shift=0)
             self.add_step(Step("ef_mean_f32", "ef_mean_params", f, args, op.name))
             return
         self.int8_io(op, xi, yi)
         mult, shift = quantize_multiplier(float(x.scale) / float(y.scale))
+        if op.name == "SUM":  # QuantizedMeanOrSum with compute_sum: the multiplier is not divided by the count
+            f = dict(outer=outer, reduce=red, inner=inner, in_zp=x.zero_point, out_zp=y.zero_point, mult=mult,
+                     shift=shift)
+            self.add_step(Step("ef_mean", "ef_mean_params", f, args, op.name))
+            return
         s = red.bit_length() - 1
         s = min(s, 32, 31 + shift)
         mult = (mult << s) // red
@@ -420,34 +507,72 @@ class Lowerer:
             self.out.overlaps.append((self.key(yi), self.key(xi), 0))
 
     def gather(self, op: Op) -> None:
+        """TRANSPOSE, SLICE, STRIDED_SLICE: one strided gather."""
         xi, yi = op.inputs[0], op.outputs[0]
         x, y = self.t(xi), self.t(yi)
         self.need(op, x.dtype in ("int8", "float32"), x.dtype)
         if x.dtype == "int8":
             self.need(op, x.scale == y.scale and x.zero_point == y.zero_point, "rescaling")
         nd = len(x.shape)
-        self.need(op, nd <= MAX_DIMS, "rank > 6")
+        self.need(op, 1 <= nd <= MAX_DIMS, "rank > 6")
         ist = [int(np.prod(x.shape[d + 1:], dtype=np.int64)) for d in range(nd)]
-        start = 0
         if op.name == "TRANSPOSE":
             perm = [int(p) for p in self.t(op.inputs[1]).data.reshape(-1)]
-            stride = [ist[p] for p in perm]
-        else:  # SLICE
-            begin = [int(b) for b in self.t(op.inputs[1]).data.reshape(-1)]
-            start = sum(b * s for b, s in zip(begin, ist, strict=True))
-            stride = ist
-        self.need(op, list(y.shape) == [x.shape[p] for p in perm] if op.name == "TRANSPOSE" else True, "shape")
-        pad = [0] * (MAX_DIMS - nd)
-        f = dict(ndim=nd, elem_size=np.dtype(x.dtype).itemsize, count=y.size, out_shape=list(y.shape) + pad,
-                 in_stride=stride + pad, in_start=start)
+            self.need(op, list(y.shape) == [x.shape[p] for p in perm], "shape")
+            self.gather_step(op, xi, yi, [x.shape[p] for p in perm], [ist[p] for p in perm], 0)
+            return
+        begin = [int(b) for b in self.t(op.inputs[1]).data.reshape(-1)]
+        if op.name == "SLICE":
+            size = [int(v) for v in self.t(op.inputs[2]).data.reshape(-1)]
+            count = [x.shape[d] - begin[d] if size[d] < 0 else size[d] for d in range(nd)]
+            self.need(op, int(np.prod(count)) == y.size, "shape")
+            self.gather_step(op, xi, yi, count, ist, sum(b * s for b, s in zip(begin, ist, strict=True)))
+            return
+        o = op.options  # STRIDED_SLICE
+        self.need(op, not o.get("EllipsisMask", 0) and not o.get("NewAxisMask", 0), "ellipsis / new-axis mask")
+        end = [int(v) for v in self.t(op.inputs[2]).data.reshape(-1)]
+        steps = [int(v) for v in self.t(op.inputs[3]).data.reshape(-1)] if len(op.inputs) > 3 else [1] * nd
+        self.need(op, len(begin) == len(end) == len(steps) == nd and 0 not in steps, "begin/end/strides")
+        bm, em, sm = o.get("BeginMask", 0), o.get("EndMask", 0), o.get("ShrinkAxisMask", 0)
+        start, count, stride = 0, [], []
+        for d in range(nd):
+            b: int | None = None if bm >> d & 1 else begin[d]
+            e: int | None = None if em >> d & 1 else (begin[d] + end[d] if o.get("Offset", False) else end[d])
+            st = steps[d]
+            if sm >> d & 1:  # one element at begin, the axis dropped from the output shape
+                b = begin[d] + x.shape[d] if begin[d] < 0 else begin[d]
+                e, st = b + 1, 1
+            r = range(x.shape[d])[slice(b, e, st)]
+            start += (r.start if len(r) else 0) * ist[d]
+            count.append(len(r))
+            stride.append(st * ist[d])
+        self.need(op, int(np.prod(count)) == y.size, "shape")
+        self.gather_step(op, xi, yi, count, stride, start)
+
+    def gather_step(self, op: Op, xi: int, yi: int, out_shape: list[int], in_stride: list[int], start: int) -> None:
+        x = self.t(xi)
+        pad = [0] * (MAX_DIMS - len(out_shape))
+        f = dict(ndim=len(out_shape), elem_size=np.dtype(x.dtype).itemsize, count=self.t(yi).size,
+                 out_shape=out_shape + pad, in_stride=in_stride + pad, in_start=start)
         self.add_step(Step("ef_gather", "ef_gather_params", f, [self.ref(xi), self.ref(yi)], op.name))
 
     def softmax(self, op: Op) -> None:
         xi, yi = op.inputs[0], op.outputs[0]
-        x = self.t(xi)
-        self.need(op, x.dtype == "float32" and self.t(yi).dtype == "float32", f"{x.dtype}; float32 only")
-        f = dict(outer=x.size // x.shape[-1], depth=x.shape[-1], beta=float(op.options.get("Beta", 1.0)))
-        self.add_step(Step("ef_softmax_f32", "ef_softmax_params", f, [self.ref(xi), self.ref(yi)], op.name))
+        x, y = self.t(xi), self.t(yi)
+        beta = float(np.float32(op.options.get("Beta", 1.0)))
+        f = dict(outer=x.size // x.shape[-1], depth=x.shape[-1], beta=beta, mult=0, left_shift=0, diff_min=0)
+        if x.dtype == "float32":
+            self.need(op, y.dtype == "float32", f"{x.dtype} -> {y.dtype}")
+            self.add_step(Step("ef_softmax_f32", "ef_softmax_params", f, [self.ref(xi), self.ref(yi)], op.name))
+            return
+        self.int8_io(op, xi, yi)
+        self.need(op, y.zero_point == -128 and float(y.scale) == 1 / 256, "output not scale 1/256, zero point -128")
+        # PreprocessSoftmaxScaling with 5 integer bits for the scaled differences
+        real = min(beta * float(x.scale) * float(1 << 26), float((1 << 31) - 1))
+        mult, left = quantize_multiplier(real)
+        self.need(op, left >= 0, "input multiplier below one")
+        f.update(mult=mult, left_shift=left, diff_min=-math.floor(31.0 * (1 << 26) / 2.0 ** left))
+        self.add_step(Step("ef_softmax", "ef_softmax_params", f, [self.ref(xi), self.ref(yi)], op.name))
 
     def rsqrt(self, op: Op) -> None:
         xi, yi = op.inputs[0], op.outputs[0]
@@ -508,18 +633,20 @@ class Lowerer:
         "ADD": binary, "SUB": binary, "MUL": binary, "SQUARED_DIFFERENCE": binary, "DIV": binary,
         "MAX_POOL_2D": pool, "AVERAGE_POOL_2D": pool, "MEAN": mean, "PAD": pad, "PADV2": pad,
         "QUANTIZE": qdq, "DEQUANTIZE": qdq, "TRANSPOSE": gather, "SLICE": gather, "SOFTMAX": softmax,
-        "RSQRT": rsqrt, "BATCH_MATMUL": batch_matmul, "CONCATENATION": concatenation,
+        "RSQRT": rsqrt, "BATCH_MATMUL": batch_matmul, "CONCATENATION": concatenation, "SUM": mean,
+        "MAXIMUM": minmax, "MINIMUM": minmax, "LOGISTIC": activation, "TANH": activation,
+        "HARD_SWISH": activation, "LEAKY_RELU": activation, "STRIDED_SLICE": gather,
     }
 
     # --- driver -----------------------------------------------------------------------------------------
     def run(self, supported: dict[str, int]) -> Lowered:
         for op in self.g.ops:
             if op.name not in supported:
-                raise UnsupportedOp(f"unsupported op: {op.name} (the edgefold runtime implements "
-                                    f"{', '.join(sorted(supported))})")
+                raise UnsupportedOp(f"unsupported op: {op.name} ({self.where(op)}): the edgefold runtime "
+                                    f"implements {', '.join(sorted(supported))}")
             if op.version > supported[op.name]:
-                raise UnsupportedOp(f"unsupported op: {op.name} version {op.version} "
-                                    f"(edgefold runtime supports up to {supported[op.name]})")
+                raise UnsupportedOp(f"unsupported op: {op.name} version {op.version} ({self.where(op)}): the "
+                                    f"edgefold runtime supports up to {supported[op.name]}")
         if len(self.g.inputs) != 1 or len(self.g.outputs) != 1:
             raise EdgefoldError("the edgefold runtime needs exactly one input and one output tensor")
         for i in (self.g.inputs[0], self.g.outputs[0]):

@@ -39,6 +39,13 @@ def quantize_multiplier_smaller_than_one(m: float) -> tuple[int, int]:
     return q, s
 
 
+def downscale_to_q15(m: int) -> int:
+    """tflite::DownScaleInt32ToInt16Multiplier: a Q0.31 multiplier rounded to Q0.15."""
+    if m >= (1 << 31) - 1 - (1 << 15):
+        return (1 << 15) - 1
+    return (m + (1 << 15)) >> 16
+
+
 def act_range_q(act: int, scale: float, zp: int, op: str) -> tuple[int, int]:
     """CalculateActivationRangeQuantized for int8: quantize(x) = zp + round(float(x) / float(scale))."""
     def q(x: float) -> int:

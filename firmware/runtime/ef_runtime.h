@@ -15,6 +15,7 @@ typedef struct {
     int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_t, pad_l;
     int32_t in_offset, out_offset, act_min, act_max;
     int32_t depth_mult;         /* depthwise only */
+    int32_t groups;             /* conv only: 0 or 1 = ordinary; else in_c / groups channels per filter */
     const int8_t *weights;      /* OHWI (conv) / 1HWO (depthwise) */
     const int32_t *bias;        /* may be NULL */
     const int32_t *mult;        /* per output channel */
@@ -93,6 +94,7 @@ typedef struct {
 typedef struct {
     int32_t outer, depth;
     float beta;
+    int32_t mult, left_shift, diff_min;    /* int8: input * beta multiplier (Q5.26) and the smallest kept diff */
 } ef_softmax_params;
 
 typedef struct {
@@ -105,6 +107,20 @@ typedef struct {
 typedef struct {
     int32_t count;
 } ef_unary_params;
+
+/* Element-wise int8 activations (LOGISTIC, TANH, HARD_SWISH, LEAKY_RELU): what each kernel's TFLM Prepare computes. */
+typedef struct {
+    int32_t count, in_zp, out_zp;
+    int32_t mult, shift;       /* LOGISTIC/TANH: input multiplier and left shift; HARD_SWISH: output (Q0.15);
+                                * LEAKY_RELU: identity */
+    int32_t mult2, shift2;     /* HARD_SWISH: reluish (Q0.15); LEAKY_RELU: |alpha| */
+    int32_t radius;            /* LOGISTIC/TANH: input range radius; LEAKY_RELU: 1 if alpha < 0 */
+} ef_act_params;
+
+typedef struct {
+    ef_bcast b;
+    int32_t is_max;
+} ef_minmax_params;
 
 typedef struct {
     int32_t rows, row_bytes, in_stride, out_stride;   /* bytes */
@@ -124,11 +140,19 @@ int ef_pad(const ef_pad_params *p, const void *in, void *out);
 int ef_quantize(const ef_qdq_params *p, const float *in, int8_t *out);
 int ef_requantize(const ef_qdq_params *p, const int8_t *in, int8_t *out);
 int ef_dequantize(const ef_qdq_params *p, const int8_t *in, float *out);
-int ef_gather(const ef_gather_params *p, const void *in, void *out);   /* TRANSPOSE, SLICE */
+int ef_gather(const ef_gather_params *p, const void *in, void *out);   /* TRANSPOSE, SLICE, STRIDED_SLICE */
+int ef_softmax(const ef_softmax_params *p, const int8_t *in, int8_t *out);
 int ef_softmax_f32(const ef_softmax_params *p, const float *in, float *out);
 int ef_batch_matmul(const ef_bmm_params *p, const int8_t *lhs, const int8_t *rhs, int8_t *out);
 int ef_batch_matmul_f32(const ef_bmm_params *p, const float *lhs, const float *rhs, float *out);
 int ef_rsqrt_f32(const ef_unary_params *p, const float *in, float *out);
+int ef_sub(const ef_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+int ef_squared_difference(const ef_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+int ef_maximum_minimum(const ef_minmax_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
+int ef_logistic(const ef_act_params *p, const int8_t *in, int8_t *out);
+int ef_tanh(const ef_act_params *p, const int8_t *in, int8_t *out);
+int ef_hard_swish(const ef_act_params *p, const int8_t *in, int8_t *out);
+int ef_leaky_relu(const ef_act_params *p, const int8_t *in, int8_t *out);
 int ef_copy_rows(const ef_rows_params *p, const void *in, void *out);   /* CONCATENATION, one input per call */
 void ef_copy(void *dst, const void *src, int32_t n);
 

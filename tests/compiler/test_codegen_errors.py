@@ -11,8 +11,10 @@ from edgefold.core.errors import EdgefoldError
 
 
 def test_unsupported_op_is_named(tmp_path) -> None:
-    with pytest.raises(UnsupportedOp, match=r"unsupported op: TANH"):
-        generate(unary_model(tflite.BuiltinOperator.TANH), tmp_path)
+    # the op, its layer (this hand-built model's tensor name stands in for it) and its output tensor, on one line
+    with pytest.raises(UnsupportedOp, match=r"^unsupported op: ELU \(layer 't1', tensor t1\): the edgefold runtime "
+                                            r"implements [^\n]*$"):
+        generate(unary_model(tflite.BuiltinOperator.ELU), tmp_path)
     assert not (tmp_path / "model.c").exists()
 
 
@@ -40,10 +42,10 @@ def test_garbage_file(tmp_path) -> None:
 def test_cli_unsupported_op_one_line(cli, tmp_path) -> None:
     src = tmp_path / "export"
     src.mkdir()
-    (src / "model_int8.tflite").write_bytes(unary_model(tflite.BuiltinOperator.LOGISTIC))
+    (src / "model_int8.tflite").write_bytes(unary_model(tflite.BuiltinOperator.ELU))
     rc, out, err = cli("codegen", "--from", src, "--out", tmp_path / "c")
     assert rc != 0
-    assert err.strip().count("\n") == 0 and "LOGISTIC" in err and "Traceback" not in err
+    assert err.strip().count("\n") == 0 and "ELU" in err and "tensor t1" in err and "Traceback" not in err
 
 
 def test_cli_writes_model(cli, tmp_path) -> None:

@@ -86,3 +86,24 @@ def tflm(blob: bytes, x: np.ndarray) -> np.ndarray:
     from edgefold.compiler.check.tflm import tflm_invoke
 
     return np.asarray(tflm_invoke(blob, x)).reshape(len(x), -1)
+
+
+def run_on_qemu(blob: bytes, x: np.ndarray, tag: str):
+    """Build the harness + runtime + model for the Cortex-M4 twin (nano33ble-qemu memory map), run it once on one
+    input; returns (parsed EF1 result, codegen manifest, ElfBuild with the linked sizes). The linker refuses a
+    model the nRF52840 cannot hold."""
+    from edgefold.compiler.codegen import RUNTIME_DIR, generate
+    from edgefold.targets import harness, qemu
+    from edgefold.targets.protocol import BenchParser
+
+    d = BUILD_DIR / f"qemu-{tag}"
+    res = generate(blob, d)
+    harness.write_input_h(d, x.astype(np.int8).tobytes())
+    srcs = [d / "model.c", *sorted(RUNTIME_DIR.glob("*.c")), *harness.harness_sources("edgefold")]
+    elf = qemu.build_elf(srcs, d / "fw.elf", include_dirs=[d, RUNTIME_DIR, harness.HARNESS_DIR],
+                         defines={"EF_WARMUP": 0, "EF_RUNS": 1})
+    run = qemu.run_elf(elf.elf, timeout_s=300)
+    p = BenchParser(expect_model=res.model_id)
+    for line in run.lines:
+        p.feed(line)
+    return p.result(), res, elf

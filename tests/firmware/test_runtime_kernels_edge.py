@@ -1,0 +1,172 @@
+"""Randomized single-op tests for the kernels the edge architectures need (issue #13): activations (LOGISTIC, TANH,
+HARD_SWISH, LEAKY_RELU), SUB / MAXIMUM / MINIMUM, SUM, STRIDED_SLICE, slicing and channel shuffle, grouped
+convolution, int8 SOFTMAX. Each builds a tiny PyTorch module, exports it with the project's int8 TFLite exporter,
+generates C, builds it on the host (portable and packed kernels) and compares bit-exactly with TFLM on 20 random
+inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+from _ef_runtime_support import export, host_model, io_params, tflm
+from torch import nn
+
+N_INPUTS = 20
+
+
+def _calib(seed: int, shape: tuple[int, ...], n: int = 32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    spread = float(torch.empty(1).uniform_(0.3, 4.0, generator=g))
+    shift = float(torch.empty(1).uniform_(-1.0, 1.0, generator=g))
+    return (torch.randn((n, *shape[1:]), generator=g) * spread + shift).contiguous()
+
+
+def _compare(model: nn.Module, shape: tuple[int, ...], seed: int, expect_op: str) -> None:
+    from edgefold.compiler.tflite_model import read_tflite
+
+    torch.manual_seed(seed)
+    blob = export(model.eval(), shape, _calib(seed, shape))
+    ops = [op for op in read_tflite(blob).ops if op.name == expect_op]
+    assert ops, f"exporter produced {[op.name for op in read_tflite(blob).ops]}, not {expect_op}"
+    g = read_tflite(blob)
+    assert all(g.tensors[i].dtype == "int8" for op in ops for i in op.outputs), f"{expect_op} is not int8"
+    _, _, in_shape = io_params(blob)
+    x = np.random.default_rng(seed).integers(-128, 128, size=(N_INPUTS, *in_shape[1:]), dtype=np.int8)
+    ref = tflm(blob, x)
+    for variant in ("portable", "packed"):
+        ours = host_model(blob, variant).run(x)
+        assert np.array_equal(ours, ref), f"{expect_op} seed {seed} {variant}: {(ours != ref).sum()} bytes differ"
+
+
+class _Around(nn.Module):
+    """1x1 convs around `fn`, so the exporter quantises the op's input and output (a lone op stays float)."""
+
+    def __init__(self, c: int, fn: Callable[[torch.Tensor], torch.Tensor], c_out: int | None = None):
+        super().__init__()
+        self.a, self.b, self.fn = nn.Conv2d(c, c, 1), nn.Conv2d(c_out or c, c_out or c, 1), fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.fn(self.a(x)))
+
+
+def _shape(seed: int, c_max: int = 12) -> tuple[int, int, int, int]:
+    r = np.random.default_rng(seed)
+    return 1, int(r.integers(1, c_max)), int(r.integers(1, 12)), int(r.integers(1, 12))
+
+
+ACTIVATIONS: dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = {
+    "sigmoid": ("LOGISTIC", torch.sigmoid),
+    "tanh": ("TANH", torch.tanh),
+    "hardswish": ("HARD_SWISH", nn.functional.hardswish),
+    "leaky": ("LEAKY_RELU", lambda x: nn.functional.leaky_relu(x, 0.1)),
+}
+
+
+@pytest.mark.parametrize("seed", [101, 102])
+@pytest.mark.parametrize("kind", sorted(ACTIVATIONS))
+def test_activation(kind: str, seed: int) -> None:
+    op, fn = ACTIVATIONS[kind]
+    shape = _shape(seed)
+    if seed % 2 == 0:  # > 256 elements: the kernels' table path
+        shape = (1, shape[1], 12, 12)
+    _compare(_Around(shape[1], fn), shape, seed, op)
+
+
+BINARY: dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = {
+    "sub": ("SUB", lambda x: x - x[:, :1]),
+    "max": ("MAXIMUM", lambda x: torch.maximum(x, x[:, :1])),
+    "min": ("MINIMUM", lambda x: torch.minimum(x, x[:, :1])),
+}
+
+
+@pytest.mark.parametrize("seed", [111, 112])
+@pytest.mark.parametrize("kind", sorted(BINARY))
+def test_binary(kind: str, seed: int) -> None:
+    op, fn = BINARY[kind]
+    shape = _shape(seed)
+    _compare(_Around(shape[1], fn), shape, seed, op)
+
+
+@pytest.mark.parametrize("seed", [121, 122])
+def test_sum(seed: int) -> None:
+    shape = _shape(seed)
+    _compare(_Around(shape[1], lambda x: x.sum((2, 3), keepdim=True)), shape, seed, "SUM")
+
+
+@pytest.mark.parametrize("seed", [131, 132, 133])
+def test_grouped_conv(seed: int) -> None:
+    r = np.random.default_rng(seed)
+    groups = int(r.choice([2, 3, 4]))
+    cin, cout = groups * int(r.integers(2, 6)), groups * int(r.integers(1, 5))  # >= 2 channels a group: not depthwise
+    k, stride = int(r.choice([1, 3])), int(r.choice([1, 2]))
+    h, w = int(r.integers(k + 1, 11)), int(r.integers(k + 1, 11))
+    model = nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups), nn.ReLU())
+    _compare(model, (1, cin, h, w), seed, "CONV_2D")
+
+
+class _Shuffle(nn.Module):
+    """ShuffleNetV2's unit: channel split, one branch through a conv, concat, channel shuffle."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.front, self.back = nn.Conv2d(2 * c, 2 * c, 1), nn.Conv2d(2 * c, 2 * c, 1)
+        self.branch = nn.Conv2d(c, c, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.front(x).chunk(2, dim=1)
+        y = torch.cat([a, self.branch(b)], 1)
+        n, c, h, w = y.shape
+        y = y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+        return self.back(y)
+
+
+@pytest.mark.parametrize("seed", [141])
+def test_split_shuffle(seed: int) -> None:
+    r = np.random.default_rng(seed)
+    c = int(r.integers(2, 7))
+    _compare(_Shuffle(c), (1, 2 * c, int(r.integers(2, 9)), int(r.integers(2, 9))), seed, "CONCATENATION")
+
+
+# (chunk / split export as one SLICE per part, never as SPLIT / SPLIT_V)
+SLICES: dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = {
+    "strided": ("STRIDED_SLICE", lambda x: x[:, :, ::2, 1::2]),
+    "split_v": ("SLICE", lambda x: torch.cat(torch.split(x, [1, 2, 3], dim=1)[::-1], 1)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SLICES))
+def test_slices(kind: str) -> None:
+    op, fn = SLICES[kind]
+    _compare(_Around(6, fn), (1, 6, 7, 5), 151, op)
+
+
+class _Softmax(nn.Module):
+    def __init__(self, d: int):
+        super().__init__()
+        self.a, self.b = nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.softmax(self.a(x), dim=-1))
+
+
+@pytest.mark.xfail(reason="the exporter's int8 SOFTMAX output is not scale 1/256, zero point -128, so TFLM (and "
+                   "codegen) refuse it", strict=True)
+@pytest.mark.parametrize("seed", [161, 162])
+def test_softmax(seed: int) -> None:
+    r = np.random.default_rng(seed)
+    d = int(r.integers(2, 40))
+    _compare(_Softmax(d), (1, int(r.integers(1, 5)), d), seed, "SOFTMAX")
+
+
+def test_unsupported_op_names_layer(tmp_path) -> None:
+    """Codegen's gate, like export's, names the layer an unsupported op came from, on one line."""
+    from edgefold.compiler.codegen import UnsupportedOp, generate
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ELU(), nn.Conv2d(4, 4, 1)).eval()  # ELU lowers to EXP and more
+    blob = export(model, (1, 3, 5, 5), _calib(171, (1, 3, 5, 5)))
+    with pytest.raises(UnsupportedOp, match=r"^unsupported op: [A-Z_0-9]+ \(layer '1', tensor [^\n]*$"):
+        generate(blob, tmp_path / "c")
+    assert not (tmp_path / "c").exists()
