@@ -194,29 +194,81 @@ def save_model(path: str | os.PathLike, model: nn.Module, spec: ModelSpec, meta:
     return Path(path)
 
 
+def check_finite(state_dict: dict[str, torch.Tensor], where: str) -> None:
+    """Refuse NaN/Inf weights: compression, calibration and export would carry them silently into the device."""
+    for key, t in state_dict.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point():
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                raise EdgefoldError(f"{where}: tensor '{key}' has {bad} NaN/Inf value(s) of {t.numel()}: "
+                                    "refusing non-finite weights")
+
+
+def _spec_mismatch(path: str | os.PathLike, ck: ModelSpec, asked: ModelSpec) -> str | None:
+    """Why the checkpoint's architecture is not the one the user named, or None when they agree."""
+    if asked.name and ck.name and asked.name != ck.name:
+        return f"checkpoint {path} is a '{ck.name}', not a '{asked.name}'"
+    if asked.name and ck.factory and not ck.name:
+        return f"checkpoint {path} holds --factory {ck.factory}, not zoo model '{asked.name}'"
+    if asked.factory and ck.name:
+        return (f"checkpoint {path} holds zoo model '{ck.name}', not --factory {asked.factory}: "
+                f"pass --model {ck.name}")
+    return None
+
+
+def _edgefold_parts(obj: dict[str, Any], path: str | os.PathLike) -> tuple[ModelSpec, Any, Any, Any]:
+    """spec, state_dict, plan, meta of an edgefold checkpoint, each checked for type (one line when malformed)."""
+    sd, plan, meta = obj.get("state_dict"), obj.get("plan", {}), obj.get("meta", {})
+    try:
+        if not isinstance(obj.get("spec"), dict):
+            raise TypeError("'spec' is not a table")
+        ck_spec = ModelSpec.from_dict(obj["spec"])
+        for k in ("name", "factory"):
+            if getattr(ck_spec, k) is not None and not isinstance(getattr(ck_spec, k), str):
+                raise TypeError(f"spec.{k} is not a string")
+    except (TypeError, ValueError) as e:
+        raise EdgefoldError(f"checkpoint {path} has a malformed spec: {e}") from None
+    if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+        raise EdgefoldError(f"checkpoint {path}: 'state_dict' is not a mapping of names to tensors")
+    if not isinstance(plan, dict) or not all(isinstance(v, dict) for v in plan.values()):
+        raise EdgefoldError(f"checkpoint {path}: 'plan' is not a mapping of module names to attributes")
+    return ck_spec, sd, plan, meta if isinstance(meta, dict) else {}
+
+
 def load_model(path: str | os.PathLike, spec: ModelSpec | None = None, trust: bool = False) -> LoadedModel:
-    """Load an edgefold checkpoint, or a bare state_dict for `spec`'s architecture."""
+    """Load an edgefold checkpoint, or a bare state_dict for `spec`'s architecture.
+
+    Refused with one line: non-finite weights (naming the tensor), a checkpoint of another architecture than the
+    --model/--factory named, and a state_dict whose tensors do not match the architecture (never resized: only an
+    edgefold checkpoint's compression plan may change shapes)."""
     obj = load_file(path, trust)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        ck_spec = ModelSpec.from_dict(obj["spec"])
-        if spec is not None and spec.name and ck_spec.name and spec.name != ck_spec.name:
-            raise EdgefoldError(f"checkpoint {path} is a '{ck_spec.name}', not a '{spec.name}'")
-        if spec is not None and spec.factory and not ck_spec.factory and not ck_spec.name:
-            ck_spec.factory = spec.factory
-        sd, plan, meta = obj["state_dict"], obj.get("plan", {}), obj.get("meta", {})
+        ck_spec, sd, plan, meta = _edgefold_parts(obj, path)
+        if spec is not None:
+            why = _spec_mismatch(path, ck_spec, spec)
+            if why:
+                raise EdgefoldError(why)
+            if spec.factory and not ck_spec.name:
+                ck_spec.factory = spec.factory  # the user's name for the same factory wins (a moved module)
         spec = ck_spec
     elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         if spec is None:
             raise EdgefoldError(f"{path} is a bare state_dict: say which architecture with --model or --factory")
         sd, plan, meta = obj, {}, {}
     elif isinstance(obj, nn.Module):  # only reachable with trust=True
+        check_finite(obj.state_dict(), f"checkpoint {path}")
         if spec is None:
             spec = ModelSpec(factory=None)
         return LoadedModel(obj.eval(), spec, {})
     else:
         raise EdgefoldError(f"{path} is not an edgefold checkpoint or a state_dict")
+    check_finite(sd, f"checkpoint {path}")
     model = spec.build()
-    apply_plan(model, plan, sd)
+    if plan:
+        try:
+            apply_plan(model, plan, sd)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise EdgefoldError(f"checkpoint {path}: its compression plan does not fit {spec.label}: {e}") from None
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:

@@ -13,7 +13,6 @@ overrides the path), section [jetson-nano]; options passed to get_target() overr
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
 import math
@@ -21,7 +20,6 @@ import os
 import platform
 import shlex
 import shutil
-import weakref
 import zlib
 from pathlib import Path
 from typing import Any
@@ -413,7 +411,8 @@ class JetsonLocalTarget(JetsonNanoTarget):
     """The twin: the jetson-nano code against a real sshd on 127.0.0.1 (targets/sshd_twin.py).
 
     Pass twin=<started SshdTwin> (the test fixture does), or let the target start its own on first use; that one is
-    stopped by close() or at interpreter exit. Opset limits are the Nano's, so the twin refuses what the Nano would.
+    stopped by close(), by the end of a `with` block, or when the target is garbage-collected (also at interpreter
+    exit: the twin's finalizer). Opset limits are the Nano's, so the twin refuses what the Nano would.
     """
 
     spec = JETSON_LOCAL
@@ -429,10 +428,10 @@ class JetsonLocalTarget(JetsonNanoTarget):
         if self._twin is None:
             from edgefold.targets.sshd_twin import SshdTwin
 
+            # start() cleans up after itself when it fails; the twin's finalizer stops it when this target goes
+            # away (garbage-collected, or at interpreter exit)
             self._twin = SshdTwin().start()
             self._own_twin = True
-            ref = weakref.ref(self)
-            atexit.register(lambda: (t := ref()) is not None and t.close())
         return self._twin
 
     def close(self) -> None:
@@ -440,6 +439,12 @@ class JetsonLocalTarget(JetsonNanoTarget):
             self._twin.stop()
             self._twin = None
             self._own_twin = False
+
+    def __enter__(self) -> JetsonLocalTarget:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def ssh_config(self) -> SshConfig:
         tw = self.twin()

@@ -6,32 +6,44 @@ and authenticates with a generated ed25519 key, exactly as it does against a rea
 Who the twin logs in as (the choice, and why):
 - not root: sshd runs as the current user (a non-root sshd can only serve its own user; it skips privilege
   separation).
-- root (containers, CI): sshd must not hand out root shells, so a dedicated system account `edgefold-twin` is created
-  once with `useradd` (no password: `*`, not locked, so key auth works with UsePAM no) and sshd itself is started *as
-  that user* (setuid before exec) — the same unprivileged mode as above, no /run/sshd, no privilege separation.
-  The twin's files (host key, authorized_keys, config, the uploaded bundle) live in a fresh 0700 folder under /tmp
-  owned by that user.
+- root (containers, CI): sshd must not hand out root shells, so each twin creates its own system account
+  `edgefold-twin-<pid>-<n>` with `useradd` (no password: `*`, not locked, so key auth works with UsePAM no; home = the
+  twin's folder) and sshd itself is started *as that user* (setuid before exec) — the same unprivileged mode as above,
+  no /run/sshd, no privilege separation. stop() removes the account again. The twin's files (host key,
+  authorized_keys, config, the uploaded bundle) live in a fresh 0700 folder `edgefold-sshd-<pid>-*` under the temp
+  folder, owned by that user.
+Nothing outlives its owner: stop() (also run by a finalizer when the twin is garbage-collected, and at interpreter
+exit, so Ctrl-C is covered) kills every process the twin started (sshd, its sessions, a remote runner), removes the
+folder and the account. sshd gets SIGTERM from the kernel when the owning process dies without cleaning up
+(PR_SET_PDEATHSIG through `setpriv --pdeathsig`), and the next twin removes the folders and accounts of owners that
+are gone.
 Remote python: probed as the login user with the environment an sshd session gets (nothing inherited from us):
 first `sys.executable` (a venv python finds its packages by itself); else that interpreter, then a system python of
 the same X.Y, with PYTHONPATH set to the folders numpy and onnxruntime are imported from here. A venv under /root
-(mode 0700) cannot be run by `edgefold-twin`, so as root the system python + PYTHONPATH usually wins; nothing under
+(mode 0700) cannot be run by the twin account, so as root the system python + PYTHONPATH usually wins; nothing under
 /root is opened up. If no candidate works, start() raises a one-line error that lists what was tried.
 """
 
 from __future__ import annotations
 
 import contextlib
+import grp
 import importlib.util
+import itertools
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -73,21 +85,129 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def ensure_twin_user(name: str = TWIN_USER) -> pwd.struct_passwd:
-    """Create the unprivileged login account for the twin (root only); idempotent and safe against races."""
-    with contextlib.suppress(KeyError):
-        return pwd.getpwnam(name)
+TWIN_PREFIX = TWIN_USER + "-"  # per-twin accounts: edgefold-twin-<owner pid>-<n>
+DIR_PREFIX = "edgefold-sshd-"  # per-twin folders: edgefold-sshd-<owner pid>-<random>
+_OWNED = re.compile(r"^(?:edgefold-twin|edgefold-sshd)-(\d+)-")
+_serial = itertools.count()
+
+
+def _owner_gone(name: str) -> bool:
+    """A twin account or folder whose owning process no longer exists (killed before it could clean up)."""
+    m = _OWNED.match(name)
+    return m is not None and not psutil.pid_exists(int(m.group(1)))
+
+
+def _run_quiet(argv: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+def create_twin_user(home: Path) -> pwd.struct_passwd:
+    """Create this twin's own unprivileged login account (root only); remove_twin_user() deletes it again."""
     useradd = shutil.which("useradd") or "/usr/sbin/useradd"
     if not os.path.exists(useradd):
         raise ToolchainMissing("useradd not found: install Debian package 'passwd' to create the twin's login user")
-    proc = subprocess.run(
-        [useradd, "--system", "--user-group", "--create-home", "--home-dir", f"/home/{name}", "--shell", "/bin/sh",
-         "--password", "*", "--comment", "edgefold jetson-local twin (loopback sshd)", name],
-        capture_output=True, text=True, timeout=30)
+    name = f"{TWIN_PREFIX}{os.getpid()}-{next(_serial)}"
+    proc = None
+    for _ in range(5):  # useradd exits 10 while another process holds /etc/passwd's lock
+        proc = _run_quiet([useradd, "--system", "--user-group", "--no-create-home", "--home-dir", str(home),
+                           "--shell", "/bin/sh", "--password", "*",
+                           "--comment", "edgefold jetson-local twin (loopback sshd)", name])
+        if proc.returncode != 10:
+            break
+        time.sleep(0.2)
     try:
-        return pwd.getpwnam(name)  # also covers a concurrent creation (useradd exit 9)
+        return pwd.getpwnam(name)
     except KeyError:
-        raise EdgefoldError(f"cannot create twin user {name}: {proc.stderr.strip() or proc.returncode}") from None
+        why = proc.stderr.strip() if proc is not None else ""
+        raise EdgefoldError(f"cannot create twin user {name}: {why or (proc.returncode if proc else '?')}") from None
+
+
+def _kill_user_processes(uid: int) -> None:
+    procs = [p for p in psutil.process_iter(["uids"]) if p.info["uids"] is not None and p.info["uids"].real == uid]
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(procs, timeout=5)
+
+
+def remove_twin_user(name: str) -> None:
+    """Delete a twin account (and its group): first every process still running as it, which userdel refuses."""
+    try:
+        uid = pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return
+    _kill_user_processes(uid)
+    userdel = shutil.which("userdel") or "/usr/sbin/userdel"
+    for _ in range(5):
+        r = _run_quiet([userdel, name])
+        if r.returncode != 10:  # 10: /etc/passwd locked by another process
+            break
+        time.sleep(0.2)
+    with contextlib.suppress(KeyError, OSError, subprocess.SubprocessError):
+        grp.getgrnam(name)
+        _run_quiet([shutil.which("groupdel") or "/usr/sbin/groupdel", name])
+
+
+def sweep_stale(tmp: Path | None = None) -> None:
+    """Remove the folders and accounts that twins of dead processes left (e.g. a deploy killed with SIGKILL)."""
+    tmp = Path(tmp or tempfile.gettempdir())
+    with contextlib.suppress(OSError):
+        for entry in tmp.iterdir():
+            if entry.name.startswith(DIR_PREFIX) and _owner_gone(entry.name):
+                shutil.rmtree(entry, ignore_errors=True)
+    if os.geteuid() == 0:
+        for account in pwd.getpwall():
+            if account.pw_name.startswith(TWIN_PREFIX) and _owner_gone(account.pw_name):
+                remove_twin_user(account.pw_name)
+
+
+@dataclass
+class _Held:
+    """What a twin holds, apart from the twin object, so its finalizer can release it."""
+
+    proc: subprocess.Popen | None = None
+    dir: Path | None = None
+    account: str | None = None  # an account this twin created (root only)
+
+    def release(self) -> None:
+        if self.proc is not None:
+            _kill_tree(self.proc)
+            self.proc = None
+        if self.account is not None:
+            remove_twin_user(self.account)
+            self.account = None
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """Kill sshd and everything below it: its connection handlers and the commands they run (a runner
+    still going when we were interrupted); those live in sessions of their own, so a process-group kill misses
+    them."""
+    try:
+        kids = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        kids = []
+    for p in kids:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, 15)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, 9)
+        proc.wait(timeout=5)
+    psutil.wait_procs(kids, timeout=5)
+
+
+def _pdeathsig_prefix() -> list[str]:
+    """Exec sshd through `setpriv --pdeathsig TERM` when there is one: the kernel then stops sshd when we die,
+    even by SIGKILL, where no finalizer runs. Without it, stop() and the finalizer still stop sshd."""
+    setpriv = shutil.which("setpriv") or ("/usr/bin/setpriv" if os.path.exists("/usr/bin/setpriv") else None)
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
 
 
 class SshdTwin:
@@ -100,13 +220,21 @@ class SshdTwin:
         if not os.path.exists(SSHD):
             raise ToolchainMissing(f"{SSHD} not found: install Debian package 'openssh-server' (jetson-local twin)")
         self._parent = Path(workdir) if workdir else None
-        self.proc: subprocess.Popen | None = None
-        self.dir: Path | None = None
+        self._held = _Held()
+        self._finalizer = weakref.finalize(self, self._held.release)
         self.host = "127.0.0.1"
         self.port = 0
         self.user = ""
         self.remote_python: list[str] = []
         self.log_path: Path | None = None
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        return self._held.proc
+
+    @property
+    def dir(self) -> Path | None:
+        return self._held.dir
 
     # files the client side uses
     @property
@@ -139,11 +267,24 @@ class SshdTwin:
     def start(self) -> SshdTwin:
         if self.proc is not None:
             return self
+        try:
+            self._start()
+        except BaseException:  # Ctrl-C included: nothing half-started may stay behind
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        sweep_stale(self._parent)
         as_root = os.geteuid() == 0
-        account = ensure_twin_user() if as_root else pwd.getpwuid(os.geteuid())
+        d = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-", dir=self._parent))
+        self._held.dir = d
+        if as_root:
+            account = create_twin_user(d)
+            self._held.account = account.pw_name
+        else:
+            account = pwd.getpwuid(os.geteuid())
         self.user = account.pw_name
-        self.dir = Path(tempfile.mkdtemp(prefix="edgefold-sshd-", dir=self._parent))
-        d = self.dir
         # sshd (running as `account`) must own its host key and read its config; the client key stays ours.
         host_pub = _write_keypair(d / "host_ed25519", "edgefold-twin-host")
         client_pub = _write_keypair(d / "client_ed25519", "edgefold-twin-client")
@@ -163,11 +304,9 @@ class SshdTwin:
                 break
             last_log = self.log()
         else:
-            self.stop()
             raise EdgefoldError(f"sshd twin did not start: {last_log.strip().splitlines()[-1:] or 'no output'}")
         # A real known_hosts entry: non-22 ports are written as [host]:port, as OpenSSH does.
         self.known_hosts.write_text(f"[{self.host}]:{self.port} {host_pub}\n")
-        return self
 
     def _write_config(self, d: Path) -> None:
         cfg = "\n".join([
@@ -203,22 +342,22 @@ class SshdTwin:
                       "env": {"HOME": account.pw_dir, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}}
         try:
             # -D: stay in the foreground (we own the process), -e: log to stderr (captured in sshd.log)
-            self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                                         **kwargs)
+            proc = subprocess.Popen([*_pdeathsig_prefix(), SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                    **kwargs)
+            self._held.proc = proc
         finally:
             log.close()
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.proc = None
+            if proc.poll() is not None:
+                self._held.proc = None
                 return False
             with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=1.0) as s:
                 s.settimeout(2.0)
                 if s.recv(64).startswith(b"SSH-2.0-"):
                     return True
             time.sleep(0.05)
-        self._kill()
         raise EdgefoldError(f"sshd twin did not answer on {self.host}:{self.port} within {READY_TIMEOUT_S:.0f} s; "
                             f"log: {self.log_path}")
 
@@ -253,22 +392,6 @@ class SshdTwin:
         raise EdgefoldError(f"no python runnable by {me.pw_name} imports numpy+onnxruntime for the twin "
                             f"({'; '.join(tried)})")
 
-    def _kill(self) -> None:
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, 15)  # sshd and any session children it forked
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, 9)
-            self.proc.wait(timeout=5)
-        self.proc = None
-
     def stop(self) -> None:
-        """Kill sshd (and its sessions) and remove the twin's folder."""
-        self._kill()
-        if self.dir is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
+        """Kill sshd and everything it started, remove the twin's folder and the account it created."""
+        self._held.release()
