@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgefold.core.artifacts import CodegenManifest, CompressSummary, DeployResult, ExportSummary, plain
 from edgefold.core.errors import EdgefoldError
-from edgefold.core.vocab import BACKENDS, FAULTS, METHODS, REPAIRS, check_choice
+from edgefold.core.vocab import BACKENDS, FAULTS, MCU_BACKENDS, METHODS, REPAIRS, check_choice
 from edgefold.fitting import DataRequest, EpochHook, FitRequest, RecoverRequest, ShrinkRequest, Shrunk
 
 if TYPE_CHECKING:
@@ -32,11 +32,12 @@ if TYPE_CHECKING:
 
     from edgefold.compiler.checkpoint import LoadedModel
     from edgefold.compiler.userdata import DataPlan
+    from edgefold.targets.base import Target
 
 __all__ = ["CALIB_SAMPLES", "Compressed", "CompressRequest", "DeployConfig", "ExportRequest", "FinetuneRequest",
            "ModelRequest", "finetune_dir",
            "Progress", "TrainRequest", "Trained", "bench", "codegen_to_dir", "compress_model", "compress_to_dir",
-           "deploy", "export_model", "export_to_dir", "load_calibration", "train"]
+           "check_outputs", "deploy", "export_model", "export_to_dir", "load_calibration", "preflight", "train"]
 
 CALIB_SAMPLES = 128  # built-in digits images BatchNorm REPAIR re-estimates on
 TFLITE_FILE = "model_int8.tflite"
@@ -47,6 +48,17 @@ Progress = Callable[[str], None]  # told what is happening now, one line per sta
 def _say(progress: Progress | None, text: str) -> None:
     if progress is not None:
         progress(text)
+
+
+def check_outputs(out: str | Path, keep_failed: str | Path | None = None) -> None:
+    """The output folder (and the --keep-failed folder) can be written, checked before any work."""
+    from edgefold.core.fsutil import check_output_dir
+
+    check_output_dir(out, "output folder")
+    if keep_failed is not None:
+        check_output_dir(keep_failed, "--keep-failed folder")
+        if Path(keep_failed).absolute() == Path(out).absolute():
+            raise EdgefoldError("--keep-failed must be another folder than --out")
 
 
 # --------------------------------------------------------------------------------------------------- model
@@ -84,20 +96,23 @@ class CompressRequest:
     fit: FitRequest = field(default_factory=FitRequest)
     recover: RecoverRequest = field(default_factory=RecoverRequest)
     target: str | None = None  # --fit: the device whose budget and cost model apply (default nano33ble-qemu)
+    keep_failed: Path | None = None  # where a failed run's staged output is kept (default: removed)
 
     def validate(self) -> None:
         check_choice("method", self.method, METHODS)
         check_choice("repair", self.repair, REPAIRS)
         if not (math.isfinite(self.ratio) and 0.0 <= self.ratio < 1.0):
             raise EdgefoldError(f"--ratio must be in [0, 1) (fraction of channels removed), got {self.ratio}")
-        out = Path(self.out)
-        if out.exists() and not out.is_dir():
-            raise EdgefoldError(f"--out {out} exists and is not a folder")
+        check_outputs(self.out, self.keep_failed)
         if self.calib and self.data.data:
             raise EdgefoldError("pass either --calib or --data, not both")
         self.data.validate()
         self.fit.validate()
         self.recover.validate()
+        if self.target is not None:
+            from edgefold.targets.registry import target_class
+
+            target_class(self.target)
 
 
 @dataclass
@@ -118,7 +133,8 @@ def load_calibration(path: str, input_shape: tuple[int, ...]) -> torch.Tensor:
 def compress_to_dir(req: CompressRequest, progress: Progress | None = None,
                     on_epoch: EpochHook | None = None) -> Compressed:
     """`edgefold compress`: load the model, (fit,) fold or prune it, repair BatchNorm, (recover,) write model.pt and
-    compress.json."""
+    compress.json (staged: on failure req.out is left as it was)."""
+    from edgefold.core.fsutil import staged_output
     from edgefold.fitting import data_plan
 
     req.validate()
@@ -131,8 +147,11 @@ def compress_to_dir(req: CompressRequest, progress: Progress | None = None,
 
         target = get_target(req.target or "nano33ble-qemu")
     shrink = ShrinkRequest(req.method, req.ratio, req.repair, req.seed, req.fit, req.recover)
-    return compress_model(loaded, req.out, shrink, plan, target, weights=req.model.weights, progress=progress,
-                          on_epoch=on_epoch)
+    with staged_output(req.out, req.keep_failed) as stage:
+        res = compress_model(loaded, stage, shrink, plan, target, weights=req.model.weights, progress=progress,
+                             on_epoch=on_epoch)
+    res.out_dir = Path(req.out)
+    return res
 
 
 def compress_model(loaded: LoadedModel, out: str | Path, req: ShrinkRequest, plan: DataPlan, target: Any = None,
@@ -192,6 +211,16 @@ class FinetuneRequest:
     data: DataRequest = field(default_factory=DataRequest)
     recover: RecoverRequest = field(default_factory=lambda: RecoverRequest(enabled=True))
     seed: int = 0
+    keep_failed: Path | None = None
+
+    def validate(self) -> None:
+        self.data.validate()
+        self.recover.validate()
+        d = Path(self.from_dir)
+        if not (d / "model.pt").is_file() or not (d / CompressSummary.FILE).is_file():
+            raise EdgefoldError(f"--from {d}: needs model.pt and compress.json (a folder written by edgefold "
+                                "compress)")
+        check_outputs(self.out, self.keep_failed)
 
 
 def finetune_dir(req: FinetuneRequest, progress: Progress | None = None,
@@ -199,14 +228,11 @@ def finetune_dir(req: FinetuneRequest, progress: Progress | None = None,
     """Distil DIR/model.pt from the uncompressed model it came from; write OUT/model.pt + OUT/compress.json."""
     from edgefold.compiler.checkpoint import ModelSpec, load_model, resolve, save_model
     from edgefold.compiler.recover import RecoverConfig, recover, synthetic_inputs
-    from edgefold.core.fsutil import staged_dir
+    from edgefold.core.fsutil import staged_output
     from edgefold.fitting import _accuracy, data_plan
 
-    req.data.validate()
-    req.recover.validate()
+    req.validate()
     d = Path(req.from_dir)
-    if not (d / "model.pt").is_file() or not (d / CompressSummary.FILE).is_file():
-        raise EdgefoldError(f"--from {d}: needs model.pt and compress.json (a folder written by edgefold compress)")
     summary = CompressSummary.read(d / CompressSummary.FILE)
     teacher_weights = req.weights or summary.weights
     if not teacher_weights:
@@ -239,7 +265,7 @@ def finetune_dir(req: FinetuneRequest, progress: Progress | None = None,
                finetuned_from=str(d))
     out_summary = CompressSummary.from_dict(doc)
     meta = {**student.meta, "accuracy": after, "compress": out_summary.brief()}
-    with staged_dir(req.out) as stage:
+    with staged_output(req.out, req.keep_failed) as stage:
         save_model(stage / "model.pt", student.model, student.spec, plain(meta), plan=student.plan)
         out_summary.write(stage / CompressSummary.FILE)
     return Compressed(out_summary, student.model, Path(req.out))
@@ -264,6 +290,21 @@ class ExportRequest:
     target_backend: str = "tflm"  # whose op set gates the .tflite
     check: bool = True  # fidelity check and TFLM arena
     data: DataRequest = field(default_factory=DataRequest)  # --data (calibration) / --eval-data (fidelity)
+    keep_failed: Path | None = None
+
+    def validate(self) -> list[str]:
+        """The flags and the output folder; returns the formats."""
+        from edgefold.compiler.export import parse_formats
+
+        formats = parse_formats(self.formats)
+        check_choice("target backend", self.target_backend, MCU_BACKENDS)
+        if self.calib and self.data.data:
+            raise EdgefoldError("pass either --calib or --data, not both")
+        self.data.validate()
+        if self.from_dir is not None and self.model.weights:
+            raise EdgefoldError("pass either --weights or --from, not both")
+        check_outputs(self.out, self.keep_failed)
+        return formats
 
     def load(self) -> LoadedModel:
         from edgefold.compiler.checkpoint import ModelSpec, check_input_shape, load_model, parse_input_shape
@@ -292,10 +333,10 @@ class ExportRequest:
 def export_to_dir(req: ExportRequest, progress: Progress | None = None) -> ExportSummary:
     """`edgefold export`: the requested formats, checked, in req.out with check.json (all files or none)."""
     from edgefold.compiler import data as digits
-    from edgefold.compiler.export import parse_formats
+    from edgefold.core.fsutil import staged_output
     from edgefold.fitting import data_plan
 
-    formats = parse_formats(req.formats)  # an unknown format fails before any work
+    formats = req.validate()  # an unknown format or an unwritable folder fails before any work
     loaded = req.load()
     shape = tuple(loaded.spec.input_shape)
     dreq = DataRequest(req.data.data or req.calib, req.data.eval_data, req.data.data_free)
@@ -318,8 +359,10 @@ def export_to_dir(req: ExportRequest, progress: Progress | None = None) -> Expor
         calib = plan.inputs.x[:CALIB_SAMPLES]
     ev = plan.eval
     eval_x = ev.x if ev is not None else calib[:256]
-    return export_model(loaded.model, shape, req.out, formats, calib, req.target_backend, req.check,
-                        loaded.spec.label, progress=progress, eval_x=eval_x, eval_y=ev.y if ev is not None else None)
+    with staged_output(req.out, req.keep_failed) as stage:
+        return export_model(loaded.model, shape, stage, formats, calib, req.target_backend, req.check,
+                            loaded.spec.label, progress=progress, eval_x=eval_x,
+                            eval_y=ev.y if ev is not None else None)
 
 
 def export_model(model: nn.Module, input_shape: tuple[int, ...], out: str | Path, formats: str | list[str],
@@ -340,10 +383,12 @@ def export_model(model: nn.Module, input_shape: tuple[int, ...], out: str | Path
 # --------------------------------------------------------------------------------------------------- codegen
 
 
-def codegen_to_dir(src: str | Path | bytes, out: str | Path, progress: Progress | None = None) -> CodegenManifest:
+def codegen_to_dir(src: str | Path | bytes, out: str | Path, progress: Progress | None = None,
+                   keep_failed: str | Path | None = None) -> CodegenManifest:
     """`edgefold codegen`: C for the edgefold micro runtime (model.c, model.h, model.json) from a .tflite file, an
-    export folder holding model_int8.tflite, or the .tflite's bytes."""
+    export folder holding model_int8.tflite, or the .tflite's bytes (staged: on failure `out` is as it was)."""
     from edgefold.compiler.codegen import generate
+    from edgefold.core.fsutil import staged_output
 
     if isinstance(src, bytes):
         blob = src
@@ -353,9 +398,14 @@ def codegen_to_dir(src: str | Path | bytes, out: str | Path, progress: Progress 
             path = path / TFLITE_FILE
         if not path.is_file():
             raise EdgefoldError(f"{path} not found (run `edgefold export` first, or pass a .tflite file)")
-        blob = path.read_bytes()
+        check_outputs(out, keep_failed)
+        try:
+            blob = path.read_bytes()
+        except OSError as e:
+            raise EdgefoldError(f"cannot read {path}: {e.strerror or e}") from None
     _say(progress, "codegen: model.c / model.h")
-    return generate(blob, out)
+    with staged_output(out, keep_failed) as stage:
+        return generate(blob, stage)
 
 
 # --------------------------------------------------------------------------------------------------- train
@@ -376,6 +426,25 @@ class TrainRequest:
     data: str | None = None  # .npz with x and labels y (default: the digits, zoo models only)
     eval_data: str | None = None
 
+    def validate(self) -> None:
+        from edgefold.core.fsutil import check_output_file
+
+        if self.epochs < 1:
+            raise EdgefoldError(f"--epochs must be at least 1, got {self.epochs}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise EdgefoldError(f"--lr must be a positive number, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise EdgefoldError(f"--weight-decay must be a number >= 0, got {self.weight_decay}")
+        check_choice("optimizer", self.optimizer, ("adam", "sgd"))
+        if (self.model is None) == (self.factory is None):
+            raise EdgefoldError("pass --model NAME (zoo) or --factory module:callable, one of them")
+        if self.model is not None:
+            from edgefold.compiler import zoo
+
+            if self.model not in zoo.names():
+                raise EdgefoldError(f"unknown model {self.model!r}; choose one of: {', '.join(zoo.names())}")
+        check_output_file(self.out, "--out checkpoint")
+
 
 @dataclass
 class Trained:
@@ -392,10 +461,7 @@ def train(req: TrainRequest, on_epoch: Callable[[int, float], None] | None = Non
     from edgefold.compiler.train import train as run_training
     from edgefold.core.fsutil import ensure_dir
 
-    if req.epochs < 1:
-        raise EdgefoldError("--epochs must be at least 1")
-    if (req.model is None) == (req.factory is None):
-        raise EdgefoldError("pass --model NAME (zoo) or --factory module:callable, one of them")
+    req.validate()
     train_set = test_set = None
     if req.factory is not None:
         from edgefold.compiler.checkpoint import resolve
@@ -425,7 +491,6 @@ def train(req: TrainRequest, on_epoch: Callable[[int, float], None] | None = Non
         spec = ModelSpec(name=req.model, input_shape=zoo.input_shape(req.model))
         model = zoo.build(req.model)
         classes = 10
-    ensure_dir(Path(req.out).resolve().parent)
     cfg = TrainConfig(req.epochs, req.lr, req.optimizer, req.weight_decay, req.augment, seed=req.seed)
     t0 = time.perf_counter()
     acc = run_training(model, spec.input_shape, cfg, on_epoch=on_epoch, train_set=train_set, test_set=test_set)
@@ -434,6 +499,7 @@ def train(req: TrainRequest, on_epoch: Callable[[int, float], None] | None = Non
                             "accuracy": acc, "train": vars(cfg), "train_seconds": secs,
                             "accuracy_data": "digits test" if train_set is None else
                             (req.eval_data or f"{req.data} (training data)")}
+    ensure_dir(Path(req.out).resolve().parent)
     save_model(req.out, model, spec, meta)
     return Trained(Path(req.out), acc, secs)
 
@@ -466,6 +532,7 @@ class DeployConfig:
     data: DataRequest = field(default_factory=DataRequest)
     fit: FitRequest = field(default_factory=FitRequest)
     recover: RecoverRequest = field(default_factory=RecoverRequest)
+    keep_failed: Path | None = None  # where a failed run's staged folder is kept (default: removed)
 
     @property
     def model_request(self) -> ModelRequest:
@@ -479,26 +546,57 @@ class DeployConfig:
             raise EdgefoldError(f"--ratio must be in [0, 1), got {self.ratio}")
         if self.backend is not None:
             check_choice("backend", self.backend, BACKENDS)
-        if self.runs < 1 or self.warmup < 0:
-            raise EdgefoldError("--runs must be >= 1 and --warmup >= 0")
+        if self.runs < 1:
+            raise EdgefoldError(f"--runs must be >= 1, got {self.runs}")
+        if self.warmup < 0:
+            raise EdgefoldError(f"--warmup must be >= 0, got {self.warmup}")
+        if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise EdgefoldError(f"--timeout must be a positive number of seconds, got {self.timeout_s:g}")
         if self.fault is not None:
             check_choice("fault", self.fault, FAULTS)
         self.data.validate()
         self.fit.validate()
         self.recover.validate()
+        check_outputs(self.out, self.keep_failed)
 
 
-def deploy(cfg: DeployConfig, progress: Progress | None = None, on_epoch: EpochHook | None = None) -> DeployResult:
-    """`edgefold deploy`: compress -> export -> (codegen) -> fit check -> build -> flash -> measure into cfg.out."""
+def preflight(cfg: DeployConfig) -> Target:
+    """Everything a deploy can check before any work: the flags, the output folders, the target and its options
+    (known keys, typed values), the backend, and the target's own preconditions (toolchain installed, board
+    attached or port present, SSH host reachable). Returns the target, ready for the run; cfg.backend is resolved."""
+    from edgefold.targets.registry import target_class
+
+    cfg.validate()
+    cls = target_class(cfg.target)
+    options = dict(cfg.target_options)
+    if cfg.fault is not None:
+        if "fault" not in cls.options:
+            raise EdgefoldError(f"--fault injects faults into the twins' serial line; {cfg.target} has none")
+        options["fault"] = cfg.fault
+    opts = cls.check_options(options)
+    backend = cfg.backend or cls.spec.backends[0]
+    if backend not in cls.spec.backends:
+        raise EdgefoldError(f"{cfg.target} supports backend {', '.join(cls.spec.backends)}, not {backend}")
+    target = cls(**opts)
+    target.preflight(backend, cfg.port)
+    cfg.backend = backend
+    return target
+
+
+def deploy(cfg: DeployConfig, progress: Progress | None = None, on_epoch: EpochHook | None = None,
+           target: Target | None = None) -> DeployResult:
+    """`edgefold deploy`: compress -> export -> (codegen) -> fit check -> build -> flash -> measure into cfg.out.
+    target: what preflight(cfg) returned, when the caller ran it already."""
     from edgefold import pipeline
 
-    return pipeline.deploy(cfg, progress, on_epoch)
+    return pipeline.deploy(cfg, progress, on_epoch, target)
 
 
 def bench(target: str, run_dir: Path, runs: int | None = None, warmup: int | None = None, port: str | None = None,
           timeout_s: float = 300.0, target_options: dict[str, Any] | None = None,
-          progress: Progress | None = None) -> DeployResult:
-    """`edgefold bench`: re-measure an earlier deploy's model on `target`; rewrites run_dir/result.json."""
+          progress: Progress | None = None, keep_failed: Path | None = None) -> DeployResult:
+    """`edgefold bench`: re-measure an earlier deploy's model on `target`; rewrites run_dir/result.json (staged: a
+    failed bench leaves run_dir as it was)."""
     from edgefold import pipeline
 
-    return pipeline.bench(target, run_dir, runs, warmup, port, timeout_s, target_options, progress)
+    return pipeline.bench(target, run_dir, runs, warmup, port, timeout_s, target_options, progress, keep_failed)

@@ -27,7 +27,7 @@ import torch
 from edgefold.api import DeployConfig, Progress
 from edgefold.core.artifacts import BuildInput, CompressSummary, DeployResult
 from edgefold.core.errors import DeviceError, EdgefoldError
-from edgefold.core.fsutil import ensure_dir, write_bytes
+from edgefold.core.fsutil import write_bytes
 from edgefold.fitting import EpochHook
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 LINUX_ONNX_OPSET = 13
 
-__all__ = ["DeployConfig", "DeviceOutputMismatch", "bench", "deploy", "prepare_build_input"]
+__all__ = ["RUN_ENTRIES", "DeployConfig", "DeviceOutputMismatch", "bench", "deploy", "prepare_build_input"]
 
 
 def _stage(progress: Progress | None, text: str) -> None:
@@ -108,28 +108,62 @@ def _npy(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+RUN_ENTRIES = ("compress", "build-input", "build", "result.json")  # what a deploy writes anew in its run folder
+
+
 def deploy(cfg: DeployConfig, progress: Progress | None = None, on_epoch: EpochHook | None = None,
-           retry: bool = True) -> DeployResult:
+           target: Target | None = None) -> DeployResult:
     """(fit) -> compress -> (recover) -> export -> (codegen) -> fit check -> build -> flash -> measure; writes
     DIR/result.json, with the fitted footprint's prediction next to what the build measured.
 
+    Every flag and precondition is checked first (edgefold.api.preflight), then the model and the data; the run is
+    staged in a temporary sibling of DIR that replaces DIR only when everything succeeded, so a failed or
+    interrupted deploy leaves DIR as it was (its stages go to cfg.keep_failed when that is set).
+
     The device has the last word on instructions: when a fitted model counts more than --max-instructions on the
     twin, the fit runs once more with the instruction model rescaled by measured / predicted."""
-    from edgefold.api import compress_model
-    from edgefold.fitting import ShrinkRequest, data_plan
-    from edgefold.targets.registry import get_target
+    from edgefold.api import preflight
+    from edgefold.core.fsutil import staged_output
 
-    cfg.validate()
-    options = dict(cfg.target_options)
-    if cfg.fault is not None:
-        options["fault"] = cfg.fault
-    target = get_target(cfg.target, **options)
-    cfg.backend = cfg.backend or target.spec.backends[0]
-    if cfg.backend not in target.spec.backends:
-        raise EdgefoldError(f"{cfg.target} supports backend {', '.join(target.spec.backends)}, not {cfg.backend}")
-    out = ensure_dir(cfg.out)
-    t_start = time.perf_counter()
-    seconds: dict[str, float] = {}
+    if target is None:
+        target = preflight(cfg)
+    try:
+        _stage(progress, "loading model")
+        t0 = time.perf_counter()
+        loaded, plan = _load(cfg, target)
+        load_s = round(time.perf_counter() - t0, 3)
+        with staged_output(cfg.out, cfg.keep_failed, replace=RUN_ENTRIES) as stage:
+            result = _deploy_in(cfg, target, stage, loaded, plan, progress, on_epoch, retry=True, load_s=load_s)
+    finally:
+        close = getattr(target, "close", None)
+        if callable(close):
+            close()
+    return result
+
+
+def _load(cfg: DeployConfig, target: Target) -> tuple[Any, Any]:
+    """The model and the data plan (the data rule), checked before any work."""
+    from edgefold.fitting import data_plan
+
+    loaded = cfg.model_request.load()
+    plan = data_plan(loaded, cfg.data)
+    if plan.inputs is None and not cfg.data.data_free:
+        if target.spec.kind == "mcu":
+            plan.require_inputs("int8 calibration for an MCU")
+        if cfg.repair == "repair" or cfg.recover.enabled or cfg.fit.enabled:
+            plan.require_inputs("--repair repair, --fit and --recover")
+    return loaded, plan
+
+
+def _deploy_in(cfg: DeployConfig, target: Target, out: Path, loaded: Any, plan: Any, progress: Progress | None,
+               on_epoch: EpochHook | None, retry: bool, load_s: float = 0.0) -> DeployResult:
+    """The deploy chain into the staging folder `out` (cfg.out is where it will be)."""
+    from edgefold.api import compress_model
+    from edgefold.fitting import ShrinkRequest
+
+    assert cfg.backend is not None  # preflight resolved it
+    t_start = time.perf_counter() - load_s
+    seconds: dict[str, float] = {"load": load_s}
 
     def timed(name: str, text: str) -> None:
         _stage(progress, text)
@@ -138,17 +172,7 @@ def deploy(cfg: DeployConfig, progress: Progress | None = None, on_epoch: EpochH
     def done(name: str) -> None:
         seconds[name] = round(time.perf_counter() - seconds[name], 3)
 
-    timed("load", "loading model")
-    loaded = cfg.model_request.load()
     shape = loaded.spec.input_shape
-    plan = data_plan(loaded, cfg.data)  # the data rule: checked before any work
-    if plan.inputs is None and not cfg.data.data_free:
-        if target.spec.kind == "mcu":
-            plan.require_inputs("int8 calibration for an MCU")
-        if cfg.repair == "repair" or cfg.recover.enabled or cfg.fit.enabled:
-            plan.require_inputs("--repair repair, --fit and --recover")
-    done("load")
-
     timed("compress", f"compress: {cfg.method}, repair {cfg.repair}")
     shrink = ShrinkRequest(cfg.method, cfg.ratio, cfg.repair, cfg.seed, cfg.fit, cfg.recover)
     comp = compress_model(loaded, out / "compress", shrink, plan, target, cfg.backend, cfg.weights, progress,
@@ -191,7 +215,11 @@ def deploy(cfg: DeployConfig, progress: Progress | None = None, on_epoch: EpochH
 
         scale = cfg.fit.instruction_scale * result.instructions / fit_info["predicted"]["instructions"] * 1.01
         _stage(progress, f"{over}: fitting again with the instruction model scaled by {scale:.3f}")
-        return deploy(replace(cfg, fit=replace(cfg.fit, instruction_scale=scale)), progress, on_epoch, retry=False)
+        again = replace(cfg, fit=replace(cfg.fit, instruction_scale=scale))
+        t0 = time.perf_counter()
+        loaded, plan = _load(again, target)  # a fresh copy: the first fit changed the model in place
+        return _deploy_in(again, target, out, loaded, plan, progress, on_epoch, retry=False,
+                          load_s=round(time.perf_counter() - t0, 3))
     if fit_info:
         pred = fit_info["predicted"]
         result.extra["footprint"] = {
@@ -207,8 +235,25 @@ def deploy(cfg: DeployConfig, progress: Progress | None = None, on_epoch: EpochH
         result.extra["warning"] = "no --weights: the model's weights are random"
     result.seconds = seconds
     result.wall_seconds = round(time.perf_counter() - t_start, 3)
+    result = _relocate(result, out, Path(cfg.out))
     result.write(out / DeployResult.FILE)
     return result
+
+
+def _relocate(result: DeployResult, stage: Path, dest: Path) -> DeployResult:
+    """The record with paths into the staging folder pointing where the files will be once it is in place."""
+    old, new = str(stage), str(dest.absolute())
+
+    def fix(v: Any) -> Any:
+        if isinstance(v, str):
+            return v.replace(old, new)
+        if isinstance(v, dict):
+            return {k: fix(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        return v
+
+    return DeployResult.from_dict(fix(result.to_dict()))
 
 
 def _over_instruction_budget(cfg: DeployConfig, result: DeployResult, fit_info: dict[str, Any] | None) -> str | None:
@@ -307,12 +352,17 @@ class DeviceOutputMismatch(DeviceError):
 
 def bench(target_name: str, run_dir: Path, runs: int | None = None, warmup: int | None = None,
           port: str | None = None, timeout_s: float = 300.0, target_options: dict[str, Any] | None = None,
-          progress: Progress | None = None) -> DeployResult:
+          progress: Progress | None = None, keep_failed: Path | None = None) -> DeployResult:
     """Re-measure an earlier deploy's model (DIR/build-input) on `target_name`; rewrites DIR/result.json
-    (the previous record is appended to DIR/history.jsonl first, so nothing is lost)."""
-    from edgefold.targets.registry import get_target
+    (the previous record is appended to DIR/history.jsonl first, so nothing is lost). Staged like deploy: a failed
+    or interrupted bench leaves DIR as it was."""
+    from edgefold.api import check_outputs
+    from edgefold.core.fsutil import staged_output
+    from edgefold.targets.registry import target_class
 
     run_dir = Path(run_dir)
+    if runs is not None and runs < 1:
+        raise EdgefoldError(f"--runs must be >= 1, got {runs}")
     bdir = run_dir / "build-input"
     if not bdir.is_dir():
         raise EdgefoldError(f"{run_dir} is not an edgefold deploy folder (no build-input/): run edgefold deploy first")
@@ -320,28 +370,40 @@ def bench(target_name: str, run_dir: Path, runs: int | None = None, warmup: int 
     pc = prev.config if prev is not None else {}
     cfg = DeployConfig(target=target_name, out=run_dir, model=pc.get("model"), method=pc.get("method", "fold"),
                        ratio=float(pc.get("ratio", 0.0)), repair=pc.get("repair", "none"),
-                       backend=pc.get("backend"), port=port, runs=runs or int(pc.get("runs", 10)),
+                       backend=pc.get("backend"), port=port, runs=int(pc.get("runs", 10)) if runs is None else runs,
                        warmup=int(pc.get("warmup", 2)) if warmup is None else warmup, timeout_s=timeout_s,
-                       target_options=dict(target_options or {}))
+                       target_options=dict(target_options or {}), keep_failed=keep_failed)
     cfg.validate()
-    target = get_target(target_name, **cfg.target_options)
-    if cfg.backend not in target.spec.backends:
-        cfg.backend = target.spec.backends[0]
+    check_outputs(run_dir, keep_failed)
+    cls = target_class(target_name)
+    opts = cls.check_options(cfg.target_options)
+    if cfg.backend not in cls.spec.backends:
+        cfg.backend = cls.spec.backends[0]
     bi = BuildInput.open(bdir)
-    role, name = ("tflite", "model_int8.tflite") if target.spec.kind == "mcu" else ("onnx", "model.onnx")
+    role, name = ("tflite", "model_int8.tflite") if cls.spec.kind == "mcu" else ("onnx", "model.onnx")
     if bi.file(role) is None:
         raise EdgefoldError(f"{bdir} has no {name} for {target_name}: deploy to a target of that kind first")
-    t0 = time.perf_counter()
-    _stage(progress, f"build for {target_name}")
-    build = target.build(bdir, run_dir / "build", cfg.backend, cfg.runs, cfg.warmup)
-    _stage(progress, f"flash {target_name}")
-    flashed = target.flash(build, port)
-    _stage(progress, f"run {cfg.warmup} warm-up + {cfg.runs} timed inferences")
-    measured = target.run_benchmark(build, flashed, timeout_s)
-    result = assemble_result(cfg, target, build, measured, bi, prev.compress if prev is not None else {})
-    result.wall_seconds = round(time.perf_counter() - t0, 3)
-    if prev is not None:
-        with open(run_dir / "history.jsonl", "a") as f:
-            f.write(json.dumps(prev.to_dict(), sort_keys=True) + "\n")
-    result.write(run_dir / DeployResult.FILE)
+    target = cls(**opts)
+    try:
+        target.preflight(cfg.backend, port)
+        with staged_output(run_dir, keep_failed) as stage:
+            t0 = time.perf_counter()
+            _stage(progress, f"build for {target_name}")
+            build = target.build(stage / "build-input", stage / "build", cfg.backend, cfg.runs, cfg.warmup)
+            _stage(progress, f"flash {target_name}")
+            flashed = target.flash(build, port)
+            _stage(progress, f"run {cfg.warmup} warm-up + {cfg.runs} timed inferences")
+            measured = target.run_benchmark(build, flashed, timeout_s)
+            sbi = BuildInput.open(stage / "build-input")
+            result = assemble_result(cfg, target, build, measured, sbi, prev.compress if prev is not None else {})
+            result.wall_seconds = round(time.perf_counter() - t0, 3)
+            result = _relocate(result, stage, run_dir)
+            if prev is not None:
+                with open(stage / "history.jsonl", "a") as f:
+                    f.write(json.dumps(prev.to_dict(), sort_keys=True) + "\n")
+            result.write(stage / DeployResult.FILE)
+    finally:
+        close = getattr(target, "close", None)
+        if callable(close):
+            close()
     return result

@@ -20,11 +20,13 @@ one-line message.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from edgefold.core.errors import EdgefoldError
 from edgefold.core.vocab import MCU_BACKENDS
 
 
@@ -108,10 +110,81 @@ class BenchResult:
         return d
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class Opt:
+    """One target option (`--option KEY=VALUE` or a keyword of get_target): its type and allowed values.
+    Values given as text (the command line, targets.toml) are converted; anything else is a one-line error."""
+
+    kind: type = str  # str | int | float | bool | object (object: any value, library callers only)
+    min: float | None = None  # inclusive lower bound
+    above: float | None = None  # exclusive lower bound
+    choices: tuple[str, ...] = ()
+
+    def parse(self, where: str, key: str, value: Any) -> Any:
+        if value is None or self.kind is object:
+            return value
+        bad = f"{where}: option {key} must be "
+        if self.kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE or text in _FALSE:
+                return text in _TRUE
+            raise EdgefoldError(f"{bad}true or false, got {value!r}")
+        if self.kind in (int, float):
+            word = "an integer" if self.kind is int else "a number"
+            try:
+                num = self._number(value)
+            except (TypeError, ValueError, OverflowError):
+                raise EdgefoldError(f"{bad}{word}, got {value!r}") from None
+            if not math.isfinite(num):
+                raise EdgefoldError(f"{bad}{word}, got {value!r}")
+            if self.min is not None and num < self.min:
+                raise EdgefoldError(f"{bad}>= {self.min:g}, got {value!r}")
+            if self.above is not None and num <= self.above:
+                raise EdgefoldError(f"{bad}> {self.above:g}, got {value!r}")
+            return num
+        text = str(value)
+        if self.choices and text not in self.choices:
+            raise EdgefoldError(f"{bad}one of {', '.join(self.choices)}, got {value!r}")
+        return text
+
+    def _number(self, value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError(value)
+        if self.kind is float:
+            return float(value)
+        if isinstance(value, str):
+            return int(value.strip())
+        f = float(value)
+        if not f.is_integer():
+            raise ValueError(value)
+        return int(f)
+
+
 class Target(ABC):
     """One device (or its emulated twin). Subclasses are registered in edgefold.targets.registry."""
 
     spec: DeviceSpec
+    options: ClassVar[dict[str, Opt]] = {}  # every option the target's constructor takes
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """The options, typed; an unknown key or a bad value is a one-line error (before anything is built)."""
+        unknown = sorted(set(options) - set(cls.options))
+        if unknown:
+            known = ", ".join(sorted(k for k, o in cls.options.items() if o.kind is not object)) or "none"
+            raise EdgefoldError(f"{cls.spec.name}: unknown option(s) {', '.join(unknown)} (known: {known})")
+        return {k: cls.options[k].parse(cls.spec.name, k, v) for k, v in options.items()}
+
+    def preflight(self, backend: str, port: str | None = None) -> None:
+        """Every cheap precondition of build, flash and run (backend, tools, device present or host reachable),
+        checked before any work; raises the one-line error the later step would raise minutes later."""
+        if backend not in self.spec.backends:
+            raise EdgefoldError(f"{self.spec.name} runs backends {', '.join(self.spec.backends)}, not {backend!r}")
 
     @abstractmethod
     def fit_check(self, build_input: Path, backend: str) -> FitReport:

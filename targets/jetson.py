@@ -20,15 +20,16 @@ import os
 import platform
 import shlex
 import shutil
+import socket
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from edgefold.targets.base import BenchResult, BuildResult, DeviceSpec, FitReport, FlashResult, Target
+from edgefold.targets.base import BenchResult, BuildResult, DeviceSpec, FitReport, FlashResult, Opt, Target
 from edgefold.targets.ssh import SshConfig, SshSession
 
-from edgefold.core.errors import DeviceError, EdgefoldError
+from edgefold.core.errors import DeviceError, EdgefoldError, ToolchainMissing
 from edgefold.core.fsutil import ensure_dir, staged_dir
 from edgefold.core.resources import resource_path
 from edgefold.core.vocab import LINUX_BACKENDS
@@ -70,6 +71,16 @@ OPTIONS: dict[str, Any] = {
     "output_rtol": 1e-3,  # device output vs host reference: |d - r| <= rtol * max|r| + 1e-6
     "connect_timeout": 10.0, "connect_retries": 2,
 }
+# the type and range of each option (values from targets.toml or --option KEY=VALUE are converted and checked)
+OPTION_TYPES: dict[str, Opt] = {
+    "host": Opt(str), "user": Opt(str), "port": Opt(int, min=1), "key": Opt(str), "known_hosts": Opt(str),
+    "python": Opt(object), "remote_dir": Opt(str), "model_file": Opt(str), "trtexec": Opt(str),
+    "trt_timeout": Opt(int, above=0), "perf": Opt(str, choices=("max", "leave")),
+    "tegrastats": Opt(str, choices=("auto", "never")), "providers": Opt(str), "threads": Opt(int, min=0),
+    "max_opset": Opt(int, min=0), "max_ir": Opt(int, min=0), "output_rtol": Opt(float, min=0),
+    "connect_timeout": Opt(float, above=0), "connect_retries": Opt(int, min=0),
+}
+TRTEXEC_DEFAULT = "/usr/src/tensorrt/bin/trtexec"  # where JetPack installs it (jetson_runner.py looks there too)
 
 
 def config_path() -> Path:
@@ -97,11 +108,15 @@ def load_options(section: str, options: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(file_opts, dict):
             raise EdgefoldError(f"{path}: [{section}] must be a table")
         _check_keys(file_opts, f"{path} [{section}]")
-        merged.update(file_opts)
+        merged.update(_typed(file_opts, f"{path} [{section}]"))
     given = {k: v for k, v in options.items() if v is not None}
     _check_keys(given, f"target {section} options")
-    merged.update(given)
+    merged.update(_typed(given, section))
     return merged
+
+
+def _typed(d: dict[str, Any], where: str) -> dict[str, Any]:
+    return {k: OPTION_TYPES[k].parse(where, k, v) if k in OPTION_TYPES else v for k, v in d.items()}
 
 
 def _check_keys(d: dict[str, Any], where: str) -> None:
@@ -154,9 +169,28 @@ class JetsonNanoTarget(Target):
 
     spec = JETSON_NANO
     section = "jetson-nano"
+    options: ClassVar[dict[str, Opt]] = OPTION_TYPES
 
     def __init__(self, **options: Any) -> None:
         self.opts = load_options(self.section, options)
+
+    def preflight(self, backend: str, port: str | None = None) -> None:
+        """Host and user configured, key and known_hosts files present, the SSH port accepting a TCP connection
+        (a few seconds at most); trtexec is looked for on the device when the benchmark runs."""
+        b = self._backend(backend)
+        if b == "tensorrt" and self.opts["trtexec"] == "never":
+            raise EdgefoldError("backend tensorrt needs trtexec (option trtexec is 'never')")
+        cfg = self.ssh_config()
+        for what, p in (("key", cfg.key), ("known_hosts", cfg.known_hosts)):
+            if not p.is_file():
+                raise EdgefoldError(f"{self.spec.name}: {what} file {p} not found (option {what})")
+        timeout = min(cfg.connect_timeout_s, 5.0)
+        try:
+            with socket.create_connection((cfg.host, cfg.port), timeout=timeout):
+                pass
+        except OSError as e:
+            raise DeviceError(f"{self.spec.name}: {cfg.host}:{cfg.port} does not accept SSH connections "
+                              f"({e.strerror or e})") from None
 
     def close(self) -> None:
         """Nothing held between verbs (each opens and closes its own SSH session); the twin overrides this."""
@@ -417,12 +451,32 @@ class JetsonLocalTarget(JetsonNanoTarget):
 
     spec = JETSON_LOCAL
     section = "jetson-local"
+    options: ClassVar[dict[str, Opt]] = {**OPTION_TYPES, "twin": Opt(object)}
 
     def __init__(self, twin: Any = None, **options: Any) -> None:
         options.setdefault("perf", "leave")  # no nvpmodel/jetson_clocks on a workstation
         super().__init__(**options)
         self._twin = twin
         self._own_twin = False
+
+    def preflight(self, backend: str, port: str | None = None) -> None:
+        """sshd installed (the twin starts it on first use), and for tensorrt trtexec on this host, where the
+        twin's runner runs."""
+        from edgefold.targets.sshd_twin import SSHD
+
+        b = self._backend(backend)
+        if self._twin is None and not os.path.exists(SSHD):
+            raise ToolchainMissing(f"{SSHD} not found: install Debian package 'openssh-server' (jetson-local twin)")
+        if b == "tensorrt":
+            opt = str(self.opts["trtexec"])
+            if opt == "never":
+                raise EdgefoldError("backend tensorrt needs trtexec (option trtexec is 'never')")
+            found = (shutil.which("trtexec") or (TRTEXEC_DEFAULT if os.path.exists(TRTEXEC_DEFAULT) else None)
+                     if opt == "auto" else opt if os.path.isfile(opt) else None)
+            if found is None:
+                raise ToolchainMissing("backend tensorrt on jetson-local runs trtexec on this host, and it is not "
+                                       f"installed ({'PATH, ' + TRTEXEC_DEFAULT if opt == 'auto' else opt}): install "
+                                       "TensorRT, or use --backend onnxruntime")
 
     def twin(self) -> Any:
         if self._twin is None:

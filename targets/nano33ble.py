@@ -51,6 +51,10 @@ class Nano33BleTarget(SerialBoardTarget):
     dtr = True  # mbed's USB CDC `Serial` is only true once the host raises DTR
     rts = True
 
+    def _preflight_upload(self) -> None:
+        if self.upload == "bossac":
+            find_bossac()
+
     def flash(self, build: BuildResult, port: str | None = None) -> FlashResult:
         port = usb.pick_port(self.spec.name, port or self.port)
         if self.upload == "bossac":

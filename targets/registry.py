@@ -42,8 +42,10 @@ def target_class(name: str) -> type[Target]:
 
 
 def get_target(name: str, **options: Any) -> Target:
-    """A ready Target; options are the target's keyword arguments (port=, fault=, retries=, ...)."""
-    return target_class(name)(**options)
+    """A ready Target; options are the target's keyword arguments (port=, fault=, retries=, ...), checked against
+    the options it declares (unknown keys and bad values are a one-line error)."""
+    cls = target_class(name)
+    return cls(**cls.check_options(options))
 
 
 get = get_target  # short alias

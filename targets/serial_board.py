@@ -8,16 +8,18 @@ attached are stale and ignored. No answer -> ask again (bounded); the port vanis
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
+from typing import ClassVar
 
 from edgefold.targets import fit, mcu, platformio, usb
-from edgefold.targets.base import BenchResult, BuildResult, FitReport, FlashResult, Target
+from edgefold.targets.base import BenchResult, BuildResult, FitReport, FlashResult, Opt, Target
 from edgefold.targets.fit import BoardBudget
 from edgefold.targets.protocol import BenchParser, read_bench
 from edgefold.targets.serial_link import LinkClosed, LinkTimeout, SerialLink
 
-from edgefold.core.errors import DeviceError, EdgefoldError
+from edgefold.core.errors import DeviceError, EdgefoldError, ToolchainMissing
 from edgefold.core.fsutil import ensure_dir, write_json
 
 
@@ -25,6 +27,10 @@ class SerialBoardTarget(Target):
     budgets: dict[str, BoardBudget]
     dtr: bool = True
     rts: bool = True
+    options: ClassVar[dict[str, Opt]] = {
+        "port": Opt(str), "retries": Opt(int, min=0), "idle_timeout_s": Opt(float, above=0),
+        "open_timeout_s": Opt(float, above=0), "upload": Opt(str, choices=("pio", "bossac")), "offline": Opt(bool),
+        "build_timeout_s": Opt(float, above=0)}
 
     def __init__(self, port: str | None = None, retries: int = 2, idle_timeout_s: float = 30.0,
                  open_timeout_s: float = 10.0, upload: str = "pio", offline: bool | None = None,
@@ -36,6 +42,27 @@ class SerialBoardTarget(Target):
         self.upload = upload
         self.offline = offline
         self.build_timeout_s = float(build_timeout_s)
+
+    def preflight(self, backend: str, port: str | None = None) -> None:
+        """PlatformIO and the board's platform installed (offline=false lets PlatformIO fetch it during the build),
+        then the board: the port given exists, or exactly one board of this kind is attached (USB VID:PID)."""
+        self._check_backend(backend)
+        platformio.pio_exe()
+        proj = platformio.PROJECTS[self.spec.name]
+        if self.offline is not False and not platformio.platform_installed(proj.platform):
+            raise ToolchainMissing(f"PlatformIO platform '{proj.platform}' is not installed: run `pio pkg install -g "
+                                   f"-p {proj.platform}` once with network access (or pass --option offline=false "
+                                   "to let the build fetch it)")
+        self._preflight_upload()
+        port = port or self.port
+        if port:
+            if not os.path.exists(port):
+                raise DeviceError(f"{self.spec.name}: serial port {port} does not exist")
+        else:
+            usb.pick_port(self.spec.name)
+
+    def _preflight_upload(self) -> None:
+        """The board's upload tool is there (subclasses)."""
 
     def _check_backend(self, backend: str) -> None:
         if backend not in self.spec.backends:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgefold.commands.common import add_device_args, parse_options, progress
+from edgefold.commands.common import add_device_args, add_keep_failed, keep_failed, parse_options, progress
 from edgefold.commands.deploy import print_result
 
 
@@ -16,6 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", required=True, help="device or twin (see `edgefold targets`)")
     p.add_argument("--from", dest="from_dir", required=True, metavar="DIR", help="folder written by edgefold deploy")
     add_device_args(p)
+    add_keep_failed(p)
     p.set_defaults(func=run)
 
 
@@ -24,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     with progress("bench") as status:
         result = bench(args.target, Path(args.from_dir), runs=args.runs, warmup=args.warmup, port=args.port,
-                       timeout_s=args.timeout, target_options=parse_options(args.option), progress=status)
+                       timeout_s=args.timeout, target_options=parse_options(args.option), progress=status,
+                       keep_failed=keep_failed(args))
     print_result(result, Path(args.from_dir) / result.FILE)
     return 0

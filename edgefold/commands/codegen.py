@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgefold.commands.common import console, progress
+from edgefold.commands.common import add_keep_failed, console, keep_failed, progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,6 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="an export folder holding model_int8.tflite, or a .tflite file")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="folder for model.c, model.h and model.json (what they promise: arena, MACs, I/O, ops)")
+    add_keep_failed(p)
     p.set_defaults(func=run)
 
 
@@ -22,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from edgefold.compiler.codegen import RUNTIME_DIR
 
     with progress("codegen") as status:
-        res = codegen_to_dir(Path(args.src), Path(args.out), status)
+        res = codegen_to_dir(Path(args.src), Path(args.out), status, keep_failed(args))
     console.print(f"model {res.model_id}: {len(res.ops)} ops, {res.macs:,} MACs")
     console.print(f"arena: {res.arena_bytes:,} bytes (static, planned ahead of time)")
     console.print(f"weights: {res.weights_bytes:,} bytes (const, in flash)")

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import math
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -168,6 +169,16 @@ def add_device_args(p: argparse.ArgumentParser, backend: bool = False) -> None:
                    help="target option, e.g. host=jetson.local, user=ubuntu, cpi=1.2 (repeatable)")
 
 
+def add_keep_failed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keep-failed", metavar="DIR",
+                   help="when the command fails, keep what it had staged under DIR/<name>-<time> (by default a "
+                        "failed command leaves nothing behind and its output folder as it was)")
+
+
+def keep_failed(args: argparse.Namespace) -> Path | None:
+    return Path(args.keep_failed) if getattr(args, "keep_failed", None) else None
+
+
 def parse_options(items: list[str]) -> dict[str, object]:
     """--option KEY=VALUE items as target keyword arguments (dashes in keys become underscores)."""
     opts: dict[str, object] = {}
@@ -175,6 +186,8 @@ def parse_options(items: list[str]) -> dict[str, object]:
         if "=" not in it:
             raise EdgefoldError(f"--option must be KEY=VALUE, got '{it}'")
         k, v = it.split("=", 1)
+        if not k.strip():
+            raise EdgefoldError(f"--option must be KEY=VALUE, got '{it}'")
         opts[k.strip().replace("-", "_")] = v
     return opts
 

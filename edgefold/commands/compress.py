@@ -9,10 +9,12 @@ from edgefold.commands.common import (
     add_compress_args,
     add_data_args,
     add_fit_args,
+    add_keep_failed,
     add_model_args,
     console,
     data_request,
     fit_request,
+    keep_failed,
     model_request,
     progress,
     recover_request,
@@ -70,6 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_fit_args(p)
     p.add_argument("--target", help="--fit: the device whose budget and cost model apply (default nano33ble-qemu)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    add_keep_failed(p)
     p.set_defaults(func=run)
 
 
@@ -80,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     req = CompressRequest(model_request(args), Path(args.out), args.method, args.ratio, args.repair, args.seed,
                           data=data_request(args), fit=fit_request(args), recover=recover_request(args),
-                          target=args.target)
+                          target=args.target, keep_failed=keep_failed(args))
     req.validate()
     with progress(f"compress: {args.method}, ratio {args.ratio}, repair {args.repair}", eta=True) as status:
         s = compress_to_dir(req, status, on_epoch=status.epochs).summary

@@ -10,12 +10,14 @@ from edgefold.commands.common import (
     add_data_args,
     add_device_args,
     add_fit_args,
+    add_keep_failed,
     add_model_args,
     choice,
     console,
     data_request,
     err_console,
     fit_request,
+    keep_failed,
     parse_options,
     progress,
     recover_request,
@@ -39,12 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device_args(p, backend=True)
     p.add_argument("--out", required=True, metavar="DIR",
                    help="run folder (compress/, build-input/, build/, result.json)")
+    add_keep_failed(p)
     p.add_argument("--fault", type=choice("fault", FAULTS), help=argparse.SUPPRESS)  # twins: fault injection
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgefold.api import DeployConfig, deploy
+    from edgefold.api import DeployConfig, deploy, preflight
 
     cfg = DeployConfig(
         target=args.target, out=Path(args.out), model=args.model, factory=args.factory, weights=args.weights,
@@ -52,13 +55,13 @@ def run(args: argparse.Namespace) -> int:
         ratio=args.ratio, repair=args.repair, backend=args.backend, port=args.port, runs=args.runs,
         warmup=args.warmup, timeout_s=args.timeout, fault=args.fault, seed=args.seed,
         target_options=parse_options(args.option), data=data_request(args), fit=fit_request(args),
-        recover=recover_request(args))
-    cfg.validate()
-    if not args.weights:
-        err_console.print("warning: no --weights: the model's weights are random (its accuracy means nothing)")
+        recover=recover_request(args), keep_failed=keep_failed(args))
+    target = preflight(cfg)
     with progress("deploy", eta=True) as status:
-        result = deploy(cfg, status, status.epochs)
+        result = deploy(cfg, status, status.epochs, target=target)
     print_result(result, Path(args.out) / result.FILE)
+    if not args.weights:  # after the run: a failed deploy prints its error alone
+        err_console.print("warning: no --weights: the model's weights are random (its accuracy means nothing)")
     return 0
 
 

@@ -7,10 +7,12 @@ from pathlib import Path
 
 from edgefold.commands.common import (
     add_data_args,
+    add_keep_failed,
     add_model_args,
     choice,
     console,
     data_request,
+    keep_failed,
     model_request,
     progress,
 )
@@ -38,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="which firmware's op set gates the .tflite: tflm or edgefold (default: tflm)")
     p.add_argument("--no-check", action="store_true", help="skip the fidelity check and TFLM arena measurement")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_keep_failed(p)
     p.set_defaults(func=run)
 
 
@@ -47,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     from edgefold.api import ExportRequest, export_to_dir
 
     req = ExportRequest(Path(args.out), model_request(args), Path(args.from_dir) if args.from_dir else None,
-                        args.format, None, args.target_backend, check=not args.no_check, data=data_request(args))
+                        args.format, None, args.target_backend, check=not args.no_check, data=data_request(args),
+                        keep_failed=keep_failed(args))
     with progress("export") as status:
         check = export_to_dir(req, status)
     t = Table(title=f"{check.model} -> {args.out}")

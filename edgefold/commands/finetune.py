@@ -6,7 +6,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgefold.commands.common import add_data_args, console, data_request, positive, progress
+from edgefold.commands.common import (
+    add_data_args,
+    add_keep_failed,
+    console,
+    data_request,
+    keep_failed,
+    positive,
+    progress,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recover-epochs", type=int, default=12, metavar="N", help="epochs (default 12)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_keep_failed(p)
     p.set_defaults(func=run)
 
 
@@ -31,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     from edgefold.fitting import RecoverRequest
 
     req = FinetuneRequest(Path(args.from_dir), Path(args.out), args.weights, data_request(args),
-                          RecoverRequest(True, args.recover_time, args.recover_epochs), args.seed)
+                          RecoverRequest(True, args.recover_time, args.recover_epochs), args.seed,
+                          keep_failed(args))
+    req.validate()
     with progress("finetune", eta=True) as status:
         res = finetune_dir(req, status, status.epochs)
     s = res.summary

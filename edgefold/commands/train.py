@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     req = TrainRequest(args.model, Path(args.out), args.epochs, args.lr, args.optimizer, args.weight_decay,
                        args.augment, args.seed, args.factory, args.input_shape, args.data, args.eval_data)
+    req.validate()
     name = args.model or args.factory
     with progress(f"training {name}", total=max(1, args.epochs)) as status:
         res = train(req, on_epoch=lambda e, a: status.advance(f"epoch {e + 1}: {a:.1f}%"))

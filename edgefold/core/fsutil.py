@@ -89,3 +89,147 @@ def staged_dir(dest: str | os.PathLike) -> Iterator[Path]:
                 os.replace(item, target)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------- whole output folders
+
+STAGE_MARK = ".partial-"  # .<name>.partial-<pid>-<token>: the temporary sibling an output folder is built in
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep_stale(dest: Path) -> None:
+    """Remove staging siblings of `dest` left by a process that was killed outright (SIGKILL cannot be cleaned up)."""
+    for p in dest.parent.glob(f".{dest.name}{STAGE_MARK}*"):
+        try:
+            pid = int(p.name[len(dest.name) + len(STAGE_MARK) + 1:].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def check_output_dir(dest: str | os.PathLike, what: str = "output folder") -> Path:
+    """Can `dest` be produced as a folder? Checked without creating anything: it is a folder or absent, and the
+    nearest existing folder above it is writable (the staging sibling is made there)."""
+    p = Path(dest).absolute()
+    if p.exists() and not p.is_dir():
+        raise EdgefoldError(f"{what} {p} exists and is not a folder")
+    if p.is_dir() and not os.access(p, os.W_OK | os.X_OK):
+        raise EdgefoldError(f"{what} {p} is not writable")
+    up = p.parent
+    while not up.exists():
+        up = up.parent
+    if not up.is_dir():
+        raise EdgefoldError(f"cannot create {what} {p}: {up} is not a folder")
+    try:  # a real probe: permission bits say nothing for root, a read-only mount or /proc
+        os.rmdir(tempfile.mkdtemp(prefix=".edgefold-probe-", dir=up))
+    except OSError as e:
+        raise EdgefoldError(f"cannot create {what} {p}: {up} is not writable ({e.strerror or e})") from None
+    return p
+
+
+def check_output_file(dest: str | os.PathLike, what: str = "output file") -> Path:
+    """Can the file `dest` be written (atomically, next to itself)? Checked without creating anything."""
+    p = Path(dest).absolute()
+    if p.is_dir():
+        raise EdgefoldError(f"{what} {p} is a folder")
+    check_output_dir(p.parent, f"folder of the {what}")
+    return p
+
+
+@contextlib.contextmanager
+def staged_output(dest: str | os.PathLike, keep_failed: str | os.PathLike | None = None,
+                  replace: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Build the output folder `dest` in a temporary sibling and put it in place only when everything succeeded.
+
+    The sibling starts as a copy of what `dest` holds now, less the entries named in `replace` (what the command
+    produces anew). On success it takes `dest`'s place in one rename (an atomic exchange where the system has one).
+    On any error, Ctrl-C included, `dest` is as it was, byte for byte, folders created for it are removed again, and
+    the sibling is deleted, or moved to `keep_failed`/<name>-<time> when that is given.
+    """
+    import time
+
+    dest = check_output_dir(dest)
+    created: list[Path] = []
+    up = dest.parent
+    while not up.exists():
+        created.append(up)
+        up = up.parent
+    try:
+        for d in reversed(created):
+            d.mkdir()
+    except OSError as e:
+        _remove_created(created)
+        raise EdgefoldError(f"cannot create output folder {dest}: {e.strerror}") from None
+    _sweep_stale(dest)
+    stage = dest.parent / f".{dest.name}{STAGE_MARK}{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        try:
+            if dest.is_dir():
+                top = set(replace)
+                shutil.copytree(dest, stage, symlinks=True,
+                                ignore=lambda d, names: [n for n in names if Path(d) == dest and n in top])
+            else:
+                stage.mkdir()
+        except OSError as e:
+            raise EdgefoldError(f"cannot stage output folder {dest}: {e.strerror or e}") from None
+        yield stage
+        if dest.is_dir():
+            if not _exchange(stage, dest):
+                old = stage.with_name(stage.name + ".old")
+                os.rename(dest, old)
+                os.rename(stage, dest)
+                stage = old
+            shutil.rmtree(stage, ignore_errors=True)  # now the previous contents
+        else:
+            os.rename(stage, dest)
+    except BaseException as e:
+        if keep_failed is not None and stage.is_dir():
+            kept = _keep(stage, Path(keep_failed), f"{dest.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+            if isinstance(e, EdgefoldError) and kept is not None:
+                e.args = (f"{e} (failed stages kept in {kept})",)
+        shutil.rmtree(stage, ignore_errors=True)
+        _remove_created(created)
+        raise
+
+
+def _keep(stage: Path, keep_dir: Path, name: str) -> Path | None:
+    try:
+        keep_dir.mkdir(parents=True, exist_ok=True)
+        target = keep_dir / name
+        n = 1
+        while target.exists():
+            n += 1
+            target = keep_dir / f"{name}-{n}"
+        shutil.move(str(stage), str(target))
+        return target
+    except OSError:
+        return None
+
+
+def _remove_created(created: list[Path]) -> None:
+    for d in created:  # innermost first
+        with contextlib.suppress(OSError):
+            d.rmdir()

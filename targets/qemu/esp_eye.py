@@ -23,8 +23,9 @@ import re
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
+from typing import ClassVar
 
-from edgefold.targets.base import BenchResult, BuildResult, DeviceSpec, FlashResult
+from edgefold.targets.base import BenchResult, BuildResult, DeviceSpec, FlashResult, Opt
 from edgefold.targets.esp_eye import APP_PARTITION, STATIC_DRAM
 from edgefold.targets.fit import BoardBudget
 from edgefold.targets.harness import BOARDS_DIR
@@ -218,6 +219,14 @@ class EspEyeQemuTarget(NanoQemuTarget):
                       "loops, SEXT and 32x32->64 multiply would need fewer instructions")
     default_cpi = DEFAULT_CPI
     board_target = "esp-eye"
+    options: ClassVar[dict[str, Opt]] = {**NanoQemuTarget.options, "serial": Opt(str, choices=("tcp", "stdio"))}
+
+    def preflight(self, backend: str, port: str | None = None) -> None:
+        """The backend, the lx106 compiler, size tool, picolibc and the Xtensa emulator installed."""
+        self._check_backend(backend)
+        for tool in (GCC, SIZE, QEMU):
+            require(tool)
+        picolibc_include()
 
     def link(self, sources: list[Path], out_elf: Path, include_dirs: list[Path],
              defines: dict[str, str | int | None]) -> ElfBuild:

@@ -5,9 +5,10 @@ estimate from them."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from edgefold.compiler.fit.footprint import Costs
-from edgefold.targets.base import BenchResult, BuildResult, DeviceSpec, FitReport, FlashResult, Target
+from edgefold.targets.base import BenchResult, BuildResult, DeviceSpec, FitReport, FlashResult, Opt, Target
 from edgefold.targets.fit import BoardBudget, DoesNotFit
 from edgefold.targets.qemu.session import INSNS_PER_TICK, QemuSession
 from edgefold.targets.qemu.toolchain import FLASH_BYTES, MIN_STACK, RAM_BYTES, ElfBuild, LinkOverflow, build_elf
@@ -62,6 +63,10 @@ class NanoQemuTarget(Target):
     estimate_basis = "instructions x CPI / 64 MHz (nRF52840); CPI assumed, not measured"
     default_cpi = DEFAULT_CPI
     board_target = "nano33ble"  # the real board, whose PlatformIO project can build the tflm backend
+    options: ClassVar[dict[str, Opt]] = {
+        "fault": Opt(str, choices=FAULTS), "fault_after_lines": Opt(int, min=0),
+        "serial": Opt(str, choices=("tcp", "pty", "stdio")), "retries": Opt(int, min=0), "cpi": Opt(float, above=0),
+        "idle_timeout_s": Opt(float, above=0)}
 
     def __init__(self, fault: str | None = None, fault_after_lines: int = 3, serial: str = "tcp", retries: int = 1,
                  cpi: float | None = None, idle_timeout_s: float = 60.0, **_: object) -> None:
@@ -78,6 +83,14 @@ class NanoQemuTarget(Target):
         if backend != "edgefold":
             raise EdgefoldError(f"{self.spec.name} runs backend edgefold only: the tflm backend needs the TFLM "
                                 f"library, which builds only in the PlatformIO project (--target {self.board_target})")
+
+    def preflight(self, backend: str, port: str | None = None) -> None:
+        """The backend, and the cross compiler, size tool and emulator installed."""
+        from edgefold.targets.qemu import toolchain
+
+        self._check_backend(backend)
+        for tool in (toolchain.GCC, toolchain.SIZE, toolchain.QEMU):
+            toolchain.require(tool)
 
     def costs(self, backend: str = "edgefold") -> Costs:
         """Cost model for fitting a model to this target (compiler/fit)."""
