@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgefold.core.artifacts import CodegenManifest, CompressSummary, DeployResult, ExportSummary, plain
+from edgefold.core.artifacts import (
+    CodegenManifest,
+    CompressSummary,
+    DeployResult,
+    ExportSummary,
+    FirmwareBuild,
+    plain,
+)
 from edgefold.core.errors import EdgefoldError
 from edgefold.core.vocab import BACKENDS, FAULTS, METHODS, REPAIRS, check_choice
 from edgefold.fitting import DataRequest, EpochHook, FitRequest, RecoverRequest, ShrinkRequest, Shrunk
@@ -35,7 +42,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CALIB_SAMPLES", "Compressed", "CompressRequest", "DeployConfig", "ExportRequest", "FinetuneRequest",
            "ModelRequest", "finetune_dir",
-           "Progress", "TrainRequest", "Trained", "bench", "codegen_to_dir", "compress_model", "compress_to_dir",
+           "Progress", "TrainRequest", "Trained", "bench", "build_firmware", "codegen_to_dir", "compress_model",
+           "compress_to_dir",
            "deploy", "export_model", "export_to_dir", "load_calibration", "train"]
 
 CALIB_SAMPLES = 128  # built-in digits images BatchNorm REPAIR re-estimates on
@@ -502,3 +510,12 @@ def bench(target: str, run_dir: Path, runs: int | None = None, warmup: int | Non
     from edgefold import pipeline
 
     return pipeline.bench(target, run_dir, runs, warmup, port, timeout_s, target_options, progress)
+
+
+def build_firmware(cfg: DeployConfig, progress: Progress | None = None, on_epoch: EpochHook | None = None,
+                   offline: bool | None = None) -> FirmwareBuild:
+    """`edgefold build` / `deploy --no-flash`: compress -> export -> (codegen) -> fit check -> build into cfg.out,
+    nothing flashed; returns (and writes as cfg.out/firmware.json) the project, firmware and its sizes."""
+    from edgefold import pipeline
+
+    return pipeline.build_firmware(cfg, progress, on_epoch, offline)
