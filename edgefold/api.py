@@ -272,6 +272,7 @@ class ExportRequest:
     target_backend: str = "tflm"  # whose op set gates the .tflite
     check: bool = True  # fidelity check and TFLM arena
     data: DataRequest = field(default_factory=DataRequest)  # --data (calibration) / --eval-data (fidelity)
+    prefix: str = "ef_"  # arduino-library / c-package: of the model's symbols ({prefix}model_run) and macros
 
     def load(self) -> LoadedModel:
         from edgefold.compiler.checkpoint import ModelSpec, check_input_shape, load_model, parse_input_shape
@@ -300,10 +301,10 @@ class ExportRequest:
 def export_to_dir(req: ExportRequest, progress: Progress | None = None) -> ExportSummary:
     """`edgefold export`: the requested formats, checked, in req.out with check.json (all files or none)."""
     from edgefold.compiler import data as digits
-    from edgefold.compiler.export import parse_formats
     from edgefold.fitting import data_plan
 
-    formats = parse_formats(req.formats)  # an unknown format fails before any work
+    formats, packages = _split_formats(req.formats, req.prefix)  # an unknown format or prefix fails before any work
+    target_backend = "edgefold" if packages else req.target_backend  # packages run on the edgefold runtime
     loaded = req.load()
     shape = tuple(loaded.spec.input_shape)
     dreq = DataRequest(req.data.data or req.calib, req.data.eval_data, req.data.data_free)
@@ -326,8 +327,39 @@ def export_to_dir(req: ExportRequest, progress: Progress | None = None) -> Expor
         calib = plan.inputs.x[:CALIB_SAMPLES]
     ev = plan.eval
     eval_x = ev.x if ev is not None else calib[:256]
-    return export_model(loaded.model, shape, req.out, formats, calib, req.target_backend, req.check,
-                        loaded.spec.label, progress=progress, eval_x=eval_x, eval_y=ev.y if ev is not None else None)
+    summary = export_model(loaded.model, shape, req.out, formats, calib, target_backend, req.check,
+                           loaded.spec.label, progress=progress, eval_x=eval_x,
+                           eval_y=ev.y if ev is not None else None)
+    if packages:
+        from edgefold.compiler.codegen.package import FOLDERS, make_package
+
+        blob = (Path(req.out) / TFLITE_FILE).read_bytes()
+        made = {}
+        for fmt in packages:
+            _say(progress, f"{fmt}: model + runtime + example")
+            pkg = make_package(blob, Path(req.out) / FOLDERS[fmt], fmt, req.prefix, loaded.spec.label)
+            made[fmt] = str(pkg.archive or pkg.path)
+        summary.extra["packages"] = made
+        summary.write(Path(req.out) / ExportSummary.FILE)
+    return summary
+
+
+def _split_formats(text: str, prefix: str) -> tuple[list[str], list[str]]:
+    """(export formats, packages): a package (arduino-library, c-package) brings the int8 .tflite it is made from."""
+    from edgefold.compiler.codegen import check_prefix
+    from edgefold.compiler.codegen.package import PACKAGE_FORMATS
+    from edgefold.compiler.export import parse_formats
+
+    items = [s.strip().lower() for s in text.split(",") if s.strip()]
+    packages = [f for f in PACKAGE_FORMATS if f in items]
+    rest = [f for f in items if f not in PACKAGE_FORMATS]
+    if packages:
+        check_prefix(prefix)
+        rest.append("tflite-int8")
+    try:
+        return parse_formats(rest), packages
+    except EdgefoldError as e:
+        raise EdgefoldError(f"{e}, or a package: {', '.join(PACKAGE_FORMATS)}") from None
 
 
 def export_model(model: nn.Module, input_shape: tuple[int, ...], out: str | Path, formats: str | list[str],
@@ -348,10 +380,14 @@ def export_model(model: nn.Module, input_shape: tuple[int, ...], out: str | Path
 # --------------------------------------------------------------------------------------------------- codegen
 
 
-def codegen_to_dir(src: str | Path | bytes, out: str | Path, progress: Progress | None = None) -> CodegenManifest:
+def codegen_to_dir(src: str | Path | bytes, out: str | Path, progress: Progress | None = None,
+                   prefix: str = "ef_") -> CodegenManifest:
     """`edgefold codegen`: C for the edgefold micro runtime (model.c, model.h, model.json) from a .tflite file, an
-    export folder holding model_int8.tflite, or the .tflite's bytes."""
-    from edgefold.compiler.codegen import generate
+    export folder holding model_int8.tflite, or the .tflite's bytes. prefix: of the model's symbol and macros
+    ({prefix}model_run, {PREFIX}INPUT_BYTES); a prefix other than ef_ also names the files ({prefix}model.c/.h)."""
+    from edgefold.compiler.codegen import check_prefix, generate
+
+    prefix = check_prefix(prefix)
 
     if isinstance(src, bytes):
         blob = src
@@ -363,7 +399,7 @@ def codegen_to_dir(src: str | Path | bytes, out: str | Path, progress: Progress 
             raise EdgefoldError(f"{path} not found (run `edgefold export` first, or pass a .tflite file)")
         blob = path.read_bytes()
     _say(progress, "codegen: model.c / model.h")
-    return generate(blob, out)
+    return generate(blob, out, prefix)
 
 
 # --------------------------------------------------------------------------------------------------- train
