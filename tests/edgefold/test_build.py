@@ -24,12 +24,13 @@ def test_build_writes_a_project_pio_accepts(cli, tmp_path, target, platform, boa
     rec = FirmwareBuild.read(out / FirmwareBuild.FILE)
     assert rec.target == target and rec.backend == "edgefold" and rec.project == "build/project"
     assert rec.model_id and rec.arena_bytes and rec.arena_bytes > 0
-    if not platformio.platform_installed(platform):  # offline: the project is there, the firmware is not
+    version = platformio.PROJECTS[target].version
+    if not platformio.platform_installed(platform, version):  # offline: the project is there, the firmware is not
         assert rec.firmware is None and rec.flash is None and "pio pkg install" in (rec.not_built or "")
         assert "no firmware" in stdout
     cfg = platformio.project_config(out / rec.project)
     env = cfg[f"env:{target}"]
-    assert env["platform"].startswith(platform) and env["board"] == board
+    assert env["platform"] == f"platformio/{platform}@{version}" and env["board"] == board  # pinned
     flags = " ".join(env["build_flags"]) if isinstance(env["build_flags"], list) else env["build_flags"]
     assert "-DEF_RUNS=4" in flags and "-DEF_WARMUP=1" in flags
     src = {p.name for p in (out / rec.project / "src").iterdir()}
