@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgefold.core.artifacts import CodegenManifest, CompressSummary, DeployResult, ExportSummary, plain
+from edgefold.core.artifacts import (
+    CodegenManifest,
+    CompressSummary,
+    DeployResult,
+    ExportSummary,
+    FirmwareBuild,
+    plain,
+)
 from edgefold.core.errors import EdgefoldError
 from edgefold.core.vocab import BACKENDS, FAULTS, MCU_BACKENDS, METHODS, REPAIRS, check_choice
 from edgefold.fitting import DataRequest, EpochHook, FitRequest, RecoverRequest, ShrinkRequest, Shrunk
@@ -36,8 +43,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CALIB_SAMPLES", "Compressed", "CompressRequest", "DeployConfig", "ExportRequest", "FinetuneRequest",
            "ModelRequest", "finetune_dir",
-           "Progress", "TrainRequest", "Trained", "bench", "codegen_to_dir", "compress_model", "compress_to_dir",
-           "check_outputs", "deploy", "export_model", "export_to_dir", "load_calibration", "preflight", "train"]
+           "Progress", "TrainRequest", "Trained", "bench", "build_firmware", "codegen_to_dir", "compress_model",
+           "compress_to_dir", "check_outputs", "deploy", "export_model", "export_to_dir", "load_calibration",
+           "preflight", "train"]
 
 CALIB_SAMPLES = 128  # built-in digits images BatchNorm REPAIR re-estimates on
 TFLITE_FILE = "model_int8.tflite"
@@ -291,12 +299,11 @@ class ExportRequest:
     check: bool = True  # fidelity check and TFLM arena
     data: DataRequest = field(default_factory=DataRequest)  # --data (calibration) / --eval-data (fidelity)
     keep_failed: Path | None = None
+    prefix: str = "ef_"  # arduino-library / c-package: of the model's symbols ({prefix}model_run) and macros
 
     def validate(self) -> list[str]:
         """The flags and the output folder; returns the formats."""
-        from edgefold.compiler.export import parse_formats
-
-        formats = parse_formats(self.formats)
+        formats, _ = split_formats(self.formats, self.prefix)
         check_choice("target backend", self.target_backend, MCU_BACKENDS)
         if self.calib and self.data.data:
             raise EdgefoldError("pass either --calib or --data, not both")
@@ -336,7 +343,9 @@ def export_to_dir(req: ExportRequest, progress: Progress | None = None) -> Expor
     from edgefold.core.fsutil import staged_output
     from edgefold.fitting import data_plan
 
-    formats = req.validate()  # an unknown format or an unwritable folder fails before any work
+    req.validate()  # an unknown format or prefix, or an unwritable folder, fails before any work
+    formats, packages = split_formats(req.formats, req.prefix)
+    target_backend = "edgefold" if packages else req.target_backend  # packages run on the edgefold runtime
     loaded = req.load()
     shape = tuple(loaded.spec.input_shape)
     dreq = DataRequest(req.data.data or req.calib, req.data.eval_data, req.data.data_free)
@@ -360,9 +369,39 @@ def export_to_dir(req: ExportRequest, progress: Progress | None = None) -> Expor
     ev = plan.eval
     eval_x = ev.x if ev is not None else calib[:256]
     with staged_output(req.out, req.keep_failed) as stage:
-        return export_model(loaded.model, shape, stage, formats, calib, req.target_backend, req.check,
-                            loaded.spec.label, progress=progress, eval_x=eval_x,
-                            eval_y=ev.y if ev is not None else None)
+        summary = export_model(loaded.model, shape, stage, formats, calib, target_backend, req.check,
+                               loaded.spec.label, progress=progress, eval_x=eval_x,
+                               eval_y=ev.y if ev is not None else None)
+        if packages:
+            from edgefold.compiler.codegen.package import FOLDERS, make_package
+
+            blob = (stage / TFLITE_FILE).read_bytes()
+            made = {}
+            for fmt in packages:
+                _say(progress, f"{fmt}: model + runtime + example")
+                pkg = make_package(blob, stage / FOLDERS[fmt], fmt, req.prefix, loaded.spec.label)
+                made[fmt] = str(Path(req.out) / Path(pkg.archive or pkg.path).relative_to(stage))
+            summary.extra["packages"] = made
+            summary.write(stage / ExportSummary.FILE)
+    return summary
+
+
+def split_formats(text: str, prefix: str) -> tuple[list[str], list[str]]:
+    """(export formats, packages): a package (arduino-library, c-package) brings the int8 .tflite it is made from."""
+    from edgefold.compiler.codegen import check_prefix
+    from edgefold.compiler.codegen.package import PACKAGE_FORMATS
+    from edgefold.compiler.export import parse_formats
+
+    items = [s.strip().lower() for s in text.split(",") if s.strip()]
+    packages = [f for f in PACKAGE_FORMATS if f in items]
+    rest = [f for f in items if f not in PACKAGE_FORMATS]
+    if packages:
+        check_prefix(prefix)
+        rest.append("tflite-int8")
+    try:
+        return parse_formats(rest), packages
+    except EdgefoldError as e:
+        raise EdgefoldError(f"{e}, or a package: {', '.join(PACKAGE_FORMATS)}") from None
 
 
 def export_model(model: nn.Module, input_shape: tuple[int, ...], out: str | Path, formats: str | list[str],
@@ -384,11 +423,15 @@ def export_model(model: nn.Module, input_shape: tuple[int, ...], out: str | Path
 
 
 def codegen_to_dir(src: str | Path | bytes, out: str | Path, progress: Progress | None = None,
-                   keep_failed: str | Path | None = None) -> CodegenManifest:
+                   keep_failed: str | Path | None = None, prefix: str = "ef_") -> CodegenManifest:
     """`edgefold codegen`: C for the edgefold micro runtime (model.c, model.h, model.json) from a .tflite file, an
-    export folder holding model_int8.tflite, or the .tflite's bytes (staged: on failure `out` is as it was)."""
-    from edgefold.compiler.codegen import generate
+    export folder holding model_int8.tflite, or the .tflite's bytes (staged: on failure `out` is as it was).
+    prefix: of the model's symbol and macros ({prefix}model_run, {PREFIX}INPUT_BYTES); a prefix other than ef_ also
+    names the files ({prefix}model.c/.h)."""
+    from edgefold.compiler.codegen import check_prefix, generate
     from edgefold.core.fsutil import staged_output
+
+    prefix = check_prefix(prefix)
 
     if isinstance(src, bytes):
         blob = src
@@ -405,7 +448,7 @@ def codegen_to_dir(src: str | Path | bytes, out: str | Path, progress: Progress 
             raise EdgefoldError(f"cannot read {path}: {e.strerror or e}") from None
     _say(progress, "codegen: model.c / model.h")
     with staged_output(out, keep_failed) as stage:
-        return generate(blob, stage)
+        return generate(blob, stage, prefix)
 
 
 # --------------------------------------------------------------------------------------------------- train
@@ -600,3 +643,11 @@ def bench(target: str, run_dir: Path, runs: int | None = None, warmup: int | Non
     from edgefold import pipeline
 
     return pipeline.bench(target, run_dir, runs, warmup, port, timeout_s, target_options, progress, keep_failed)
+
+def build_firmware(cfg: DeployConfig, progress: Progress | None = None, on_epoch: EpochHook | None = None,
+                   offline: bool | None = None) -> FirmwareBuild:
+    """`edgefold build` / `deploy --no-flash`: compress -> export -> (codegen) -> fit check -> build into cfg.out,
+    nothing flashed; returns (and writes as cfg.out/firmware.json) the project, firmware and its sizes."""
+    from edgefold import pipeline
+
+    return pipeline.build_firmware(cfg, progress, on_epoch, offline)

@@ -13,7 +13,8 @@ from typing import NoReturn
 from edgefold.core.errors import EdgefoldError
 
 # Order is the order shown in --help.
-COMMANDS = ["zoo", "train", "compress", "finetune", "export", "codegen", "targets", "deploy", "bench", "hil", "report"]
+COMMANDS = ["zoo", "train", "compress", "finetune", "export", "codegen", "targets", "build", "deploy", "bench", "hil",
+            "report"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from edgefold.api import DeployConfig, Progress
-from edgefold.core.artifacts import BuildInput, CompressSummary, DeployResult
-from edgefold.core.errors import DeviceError, EdgefoldError
+from edgefold.core.artifacts import BuildInput, CompressSummary, DeployResult, FirmwareBuild
+from edgefold.core.errors import DeviceError, EdgefoldError, ToolchainMissing
 from edgefold.core.fsutil import write_bytes
 from edgefold.fitting import EpochHook
 
@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
 LINUX_ONNX_OPSET = 13
 
-__all__ = ["RUN_ENTRIES", "DeployConfig", "DeviceOutputMismatch", "bench", "deploy", "prepare_build_input"]
+__all__ = ["BUILD_ENTRIES", "RUN_ENTRIES", "DeployConfig", "DeviceOutputMismatch", "bench", "build_firmware", "deploy",
+           "prepare_build_input"]
 
 
 def _stage(progress: Progress | None, text: str) -> None:
@@ -407,3 +408,92 @@ def bench(target_name: str, run_dir: Path, runs: int | None = None, warmup: int 
         if callable(close):
             close()
     return result
+
+
+BUILD_ENTRIES = ("compress", "build-input", "build", "firmware.json")  # what a build writes anew in its folder
+
+
+def build_firmware(cfg: DeployConfig, progress: Progress | None = None, on_epoch: EpochHook | None = None,
+                   offline: bool | None = None) -> FirmwareBuild:
+    """(fit) -> compress -> export -> (codegen) -> fit check -> build, no flash: DIR/build/ holds the board's
+    PlatformIO project and, when its toolchain is installed, the firmware; DIR/firmware.json its sizes. A board
+    whose toolchain is missing still gets its project (FirmwareBuild.not_built says why there is no firmware).
+    offline: build a board only when its PlatformIO platform is installed (no download attempt; default: the
+    EDGEFOLD_OFFLINE environment variable). Staged like deploy: a failed build leaves DIR as it was."""
+    from edgefold.core.fsutil import staged_output
+    from edgefold.targets.registry import target_class
+    from edgefold.targets.serial_board import SerialBoardTarget
+
+    cfg.validate()
+    cls = target_class(cfg.target)
+    target = cls(**cls.check_options(dict(cfg.target_options)))
+    if offline is not None and isinstance(target, SerialBoardTarget):
+        target.offline = offline
+    cfg.backend = cfg.backend or target.spec.backends[0]
+    if cfg.backend not in target.spec.backends:
+        raise EdgefoldError(f"{cfg.target} supports backend {', '.join(target.spec.backends)}, not {cfg.backend}")
+    try:
+        t0 = time.perf_counter()
+        _stage(progress, "loading model")
+        loaded, plan = _load(cfg, target)
+        with staged_output(cfg.out, cfg.keep_failed, replace=BUILD_ENTRIES) as out:
+            rec = _build_in(cfg, target, out, loaded, plan, progress, on_epoch)
+            rec.wall_seconds = round(time.perf_counter() - t0, 3)
+            rec.write(out / FirmwareBuild.FILE)
+    finally:
+        close = getattr(target, "close", None)
+        if callable(close):
+            close()
+    return rec
+
+
+def _build_in(cfg: DeployConfig, target: Target, out: Path, loaded: Any, plan: Any, progress: Progress | None,
+              on_epoch: EpochHook | None) -> FirmwareBuild:
+    """The build chain into the staging folder `out`; paths in the record are relative to the run folder."""
+    from edgefold.api import compress_model
+    from edgefold.fitting import ShrinkRequest
+    from edgefold.targets.serial_board import SerialBoardTarget
+
+    assert cfg.backend is not None
+    _stage(progress, f"compress: {cfg.method}, repair {cfg.repair}")
+    shrink = ShrinkRequest(cfg.method, cfg.ratio, cfg.repair, cfg.seed, cfg.fit, cfg.recover)
+    comp = compress_model(loaded, out / "compress", shrink, plan, target, cfg.backend, cfg.weights, progress,
+                          on_epoch)
+    if target.spec.kind == "mcu" and not cfg.fit.enabled:
+        early_fit_check(target.spec, comp.summary, cfg.ratio)
+    _stage(progress, "export")
+    sh, ev = comp.shrunk, plan.eval
+    prepare_build_input(comp.model, loaded.spec.input_shape, target.spec.kind, cfg.backend, out / "build-input",
+                        sh.calib if sh is not None else None, loaded.spec.label, cfg.ratio, progress,
+                        ev.x if ev is not None else None, ev.y if ev is not None else None)
+    _stage(progress, f"fit check for {cfg.target}")
+    fit = target.fit_check(out / "build-input", cfg.backend)
+    if not fit.fits:
+        raise EdgefoldError(fit.message or f"model does not fit {cfg.target}")
+    _stage(progress, f"build for {cfg.target}")
+
+    def rel(p: str | Path | None) -> str | None:
+        if p is None:
+            return None
+        try:
+            return str(Path(p).resolve().relative_to(out.resolve()))
+        except ValueError:
+            return str(p)
+
+    rec = FirmwareBuild(target=cfg.target, backend=cfg.backend, model=loaded.spec.label, config=_config_dict(cfg))
+    try:
+        b = target.build(out / "build-input", out / "build", cfg.backend, cfg.runs, cfg.warmup)
+    except ToolchainMissing as e:
+        if not isinstance(target, SerialBoardTarget):
+            raise
+        proj, fw = target.generate(out / "build-input", out / "build", cfg.backend, cfg.runs, cfg.warmup)
+        rec.project, rec.not_built = rel(proj), str(e)
+        rec.model_id, rec.arena_bytes, rec.macs = fw.header.model_id, fw.header.arena_bytes, fw.header.macs
+    else:
+        rec.firmware, rec.flash, rec.static_ram = rel(b.artifact), b.flash, b.static_ram
+        meta = b.extra
+        rec.project = rel(meta["project"]) if meta.get("project") else None
+        rec.flash_total = meta.get("flash_total", target.spec.flash_bytes if target.spec.kind == "mcu" else None)
+        rec.ram_total = meta.get("ram_total", target.spec.ram_bytes if target.spec.kind == "mcu" else None)
+        rec.model_id, rec.arena_bytes, rec.macs = meta.get("model_id"), meta.get("arena_bytes"), meta.get("macs")
+    return rec

@@ -13,6 +13,8 @@ command -v qemu-system-xtensa >/dev/null || need+=(qemu-system-misc)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v gcc >/dev/null || need+=(gcc)
+command -v g++ >/dev/null || need+=(g++)  # the Arduino example and model.h compiled as C++ on the host
+command -v cmake >/dev/null || need+=(cmake)  # `edgefold export --format c-package` is checked with a CMake build
 command -v chromium >/dev/null || need+=(chromium)  # headless check of the `edgefold report` HTML page
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

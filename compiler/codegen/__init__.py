@@ -12,6 +12,7 @@ stage's coverage gate reads it.
 from __future__ import annotations
 
 import os
+import re
 
 from edgefold.compiler.codegen import emit, planner
 from edgefold.compiler.codegen.lower import Lowered, Lowerer, UnsupportedOp
@@ -33,9 +34,24 @@ SUPPORTED_OPS: dict[str, int] = {
 }
 
 RUNTIME_DIR = firmware_dir() / "runtime"
-SYMBOLS = {"run": "ef_model_run"}  # model.h: int ef_model_run(const int8_t *input, int8_t *output)
+DEFAULT_PREFIX = "ef_"
 
-__all__ = ["SUPPORTED_OPS", "RUNTIME_DIR", "UnsupportedOp", "generate", "lower"]
+__all__ = ["DEFAULT_PREFIX", "SUPPORTED_OPS", "RUNTIME_DIR", "UnsupportedOp", "check_prefix", "generate", "lower",
+           "source_names"]
+
+
+def check_prefix(prefix: str) -> str:
+    """The symbol prefix as used: a C identifier starting with a letter, ending in '_' (added when missing)."""
+    p = prefix.strip()
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", p):
+        raise EdgefoldError(f"--prefix must be a C identifier that starts with a letter (e.g. kws_), got {prefix!r}")
+    return p if p.endswith("_") else p + "_"
+
+
+def source_names(prefix: str = DEFAULT_PREFIX) -> tuple[str, str]:
+    """(model.c, model.h) for the default prefix; `{prefix}model.c/.h` otherwise, so two models share a folder."""
+    stem = "model" if prefix == DEFAULT_PREFIX else f"{prefix}model"
+    return f"{stem}.c", f"{stem}.h"
 
 
 def lower(tflite: bytes | TfliteModel) -> tuple[TfliteModel, Lowered, Plan]:
@@ -53,18 +69,24 @@ def _io(t: Tensor) -> TensorIO:
     return TensorIO(list(t.shape), t.dtype, t.nbytes, t.scale, t.zero_point)
 
 
-def generate(tflite: bytes | TfliteModel, out_dir: str | os.PathLike[str]) -> CodegenManifest:
+def generate(tflite: bytes | TfliteModel, out_dir: str | os.PathLike[str], prefix: str = DEFAULT_PREFIX,
+             names: tuple[str, str] | None = None) -> CodegenManifest:
     """Write model.c, model.h and model.json for the model into out_dir (each atomically). Raises UnsupportedOp
-    (an EdgefoldError naming the op) when the model needs a kernel the runtime lacks; then nothing is written."""
+    (an EdgefoldError naming the op) when the model needs a kernel the runtime lacks; then nothing is written.
+    prefix: of the public symbol (`{prefix}model_run`) and, upper-cased, the header's macros (EF_INPUT_BYTES ...);
+    names: the (.c, .h) file names (default: source_names(prefix))."""
+    prefix = check_prefix(prefix)
+    c_name, h_name = names or source_names(prefix)
     g, lw, plan = lower(tflite)
     weights = sum(c.values.nbytes for c in lw.consts)
-    c_src, h_src = emit.render(g, lw, plan, weights)
+    c_src, h_src = emit.render(g, lw, plan, weights, prefix, h_name.removesuffix(".h"))
     manifest = CodegenManifest(model_id=g.model_id, arena_bytes=max(16, plan.arena_bytes), weights_bytes=weights,
                                macs=g.macs, input=_io(g.input_tensors[0]), output=_io(g.output_tensors[0]),
-                               backend="edgefold", ops=[op.name for op in g.ops], symbols=dict(SYMBOLS),
-                               files=["model.c", "model.h"])
+                               backend="edgefold", ops=[op.name for op in g.ops],
+                               symbols={"run": f"{prefix}model_run"}, files=[c_name, h_name],
+                               extra={} if prefix == DEFAULT_PREFIX else {"prefix": prefix})
     out = ensure_dir(out_dir)
-    write_text(out / "model.c", c_src)
-    write_text(out / "model.h", h_src)
+    write_text(out / c_name, c_src)
+    write_text(out / h_name, h_src)
     manifest.write(out / CodegenManifest.FILE)
     return manifest

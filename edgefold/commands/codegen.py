@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR",
                    help="folder for model.c, model.h and model.json (what they promise: arena, MACs, I/O, ops)")
     add_keep_failed(p)
+    p.add_argument("--prefix", default="ef_", metavar="NAME",
+                   help="prefix of the model's symbols and macros (NAME_model_run, NAME_INPUT_BYTES; files "
+                        "NAME_model.c/.h), so that several models link into one firmware; default ef_")
     p.set_defaults(func=run)
 
 
@@ -23,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from edgefold.compiler.codegen import RUNTIME_DIR
 
     with progress("codegen") as status:
-        res = codegen_to_dir(Path(args.src), Path(args.out), status, keep_failed(args))
+        res = codegen_to_dir(Path(args.src), Path(args.out), status, keep_failed(args), args.prefix)
     console.print(f"model {res.model_id}: {len(res.ops)} ops, {res.macs:,} MACs")
     console.print(f"arena: {res.arena_bytes:,} bytes (static, planned ahead of time)")
     console.print(f"weights: {res.weights_bytes:,} bytes (const, in flash)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgefold.commands.common import (
     add_compress_args,
@@ -25,6 +26,9 @@ from edgefold.commands.common import (
 from edgefold.core.artifacts import DeployResult
 from edgefold.core.vocab import FAULTS
 
+if TYPE_CHECKING:
+    from edgefold.api import DeployConfig
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -42,20 +46,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR",
                    help="run folder (compress/, build-input/, build/, result.json)")
     add_keep_failed(p)
+    p.add_argument("--no-flash", action="store_true",
+                   help="stop after the build: what `edgefold build` does (project, firmware, sizes)")
+    p.add_argument("--offline", action="store_true",
+                   help="with --no-flash: build a board's firmware only if its PlatformIO platform is installed")
     p.add_argument("--fault", type=choice("fault", FAULTS), help=argparse.SUPPRESS)  # twins: fault injection
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from edgefold.api import DeployConfig, deploy, preflight
+def deploy_config(args: argparse.Namespace) -> DeployConfig:
+    """The request of `deploy` (and of `build`, which takes the same flags)."""
+    from edgefold.api import DeployConfig
 
-    cfg = DeployConfig(
+    return DeployConfig(
         target=args.target, out=Path(args.out), model=args.model, factory=args.factory, weights=args.weights,
         input_shape=args.input_shape, trust_checkpoint=args.trust_checkpoint, method=args.method,
         ratio=args.ratio, repair=args.repair, backend=args.backend, port=args.port, runs=args.runs,
         warmup=args.warmup, timeout_s=args.timeout, fault=args.fault, seed=args.seed,
         target_options=parse_options(args.option), data=data_request(args), fit=fit_request(args),
         recover=recover_request(args), keep_failed=keep_failed(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgefold.api import deploy, preflight
+
+    if args.no_flash:
+        from edgefold.commands.build import run as build_only
+
+        return build_only(args)
+    cfg = deploy_config(args)
     target = preflight(cfg)
     with progress("deploy", eta=True) as status:
         result = deploy(cfg, status, status.epochs, target=target)

@@ -33,7 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from", dest="from_dir", metavar="DIR",
                    help="folder written by `edgefold compress` (loads DIR/model.pt)")
     p.add_argument("--format", default="onnx,onnx-int8,tflite-int8",
-                   help="comma-separated: onnx, onnx-int8, tflite-int8 (default: all)")
+                   help="comma-separated: onnx, onnx-int8, tflite-int8 (default: these three), and the packages "
+                        "arduino-library (OUT/arduino/: library folder + zip) and c-package (OUT/c/: CMake static "
+                        "library + example), each the model as C with the edgefold runtime")
+    p.add_argument("--prefix", default="ef_", metavar="NAME",
+                   help="packages: prefix of the model's symbols and macros (NAME_model_run, NAME_INPUT_BYTES) and "
+                        "the package name (NAME_model); models with different prefixes link into one firmware; "
+                        "default ef_")
     add_data_args(p, "calibration inputs (.npz, float32 N x C x H x W); default: 128 built-in digits images",
                   metavar="NPZ")
     p.add_argument("--target-backend", type=choice("target backend", MCU_BACKENDS), default="tflm",
@@ -51,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     req = ExportRequest(Path(args.out), model_request(args), Path(args.from_dir) if args.from_dir else None,
                         args.format, None, args.target_backend, check=not args.no_check, data=data_request(args),
-                        keep_failed=keep_failed(args))
+                        keep_failed=keep_failed(args), prefix=args.prefix)
     with progress("export") as status:
         check = export_to_dir(req, status)
     t = Table(title=f"{check.model} -> {args.out}")
@@ -78,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     for flag in check.flags:
         console.print(f"[yellow]flag:[/] {flag}")
     console.print(f"wrote {', '.join(sorted(check.files))}, {check.FILE}")
+    for fmt, path in check.extra.get("packages", {}).items():
+        console.print(f"{fmt}: {path}")
     return 0
 
 

@@ -5,6 +5,7 @@
     CodegenManifest   build-input/codegen/model.json    edgefold-codegen/1   (what model.c / model.h promise)
     BuildInput        build-input/build_input.json      edgefold-build-input/1
     DeployResult      result.json                       edgefold-result/1
+    FirmwareBuild     firmware.json                     edgefold-firmware/1  (`edgefold build`: no flash)
 
 Every record has `to_dict`/`to_json`/`write` and `from_dict`/`from_json`/`read`; reading checks the schema name and
 version and the type of every field, so a truncated, foreign or newer file is one line of EdgefoldError instead of a
@@ -314,6 +315,32 @@ class DeployResult(Artifact):
     def latency_value(self) -> float | None:
         v = self.latency.get("value")
         return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+@dataclass
+class FirmwareBuild(Artifact):
+    """What `edgefold build` (and `deploy --no-flash`) made (firmware.json): the board project, the firmware when
+    the toolchain is present, and its static sizes from the linker. Paths are relative to the run folder."""
+
+    SCHEMA: ClassVar[str] = "edgefold-firmware/1"
+    FILE: ClassVar[str] = "firmware.json"
+
+    target: str
+    backend: str
+    model: str | None = None
+    project: str | None = None  # PlatformIO project folder (boards); None for twins and Linux bundles
+    firmware: str | None = None  # firmware.bin / .elf / remote bundle; None when it was not built
+    flash: int | None = None  # bytes used (.text + .rodata + .data)
+    static_ram: int | None = None  # bytes used (.data + .bss)
+    flash_total: int | None = None  # what the board offers, as the build tool reports it
+    ram_total: int | None = None
+    not_built: str | None = None  # why there is no firmware (e.g. the toolchain is not installed)
+    model_id: str | None = None
+    arena_bytes: int | None = None
+    macs: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # the request
+    wall_seconds: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------------- (de)coding

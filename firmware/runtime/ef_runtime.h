@@ -8,6 +8,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define EF_MAX_DIMS 6
 
 typedef struct {
@@ -175,5 +179,9 @@ static inline int32_t ef_read32(const void *p) {
     memcpy(&v, p, 4);
     return v;
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* EF_RUNTIME_H */

@@ -47,14 +47,16 @@ def test_project_config_offline(build_input, tmp_path, target_cls, platform, boa
     cfg = platformio.project_config(proj)
     env = cfg[f"env:{target_cls.spec.name}"]
     fw_ = env["framework"]
-    assert env["platform"] == platform and env["board"] == board and "arduino" in ([fw_] if isinstance(fw_, str)
-                                                                                   else fw_)
+    pinned = platformio.PROJECTS[target_cls.spec.name].version
+    assert env["platform"] == f"platformio/{platform}@{pinned}" and env["board"] == board
+    assert "arduino" in ([fw_] if isinstance(fw_, str) else fw_)
     flags = " ".join(env["build_flags"]) if isinstance(env["build_flags"], list) else env["build_flags"]
     assert "-DEF_RUNS=3" in flags and "-DEF_WARMUP=1" in flags
     if board == "esp32cam":
         assert "-DCAMERA_MODEL_ESP_EYE" in flags and "-DBOARD_HAS_PSRAM" in flags
     libs = env.get("lib_deps", [])
     assert (platformio.TFLM_LIB in libs) == (backend == "tflm")
+    assert platformio.TFLM_LIB.endswith("@2.0.0")  # an exact version, not a range
     src = {p.name for p in (proj / "src").iterdir()}
     assert {"main.cpp", "board.cpp", "harness.c", "ef_proto.c", "input.h", "model.h", "ef_stack.h"} <= src
     if backend == "tflm":
@@ -95,8 +97,21 @@ def test_tflm_project_c_sources_compile(build_input, tmp_path):
 def test_offline_build_without_platform_is_toolchain_missing(build_input, tmp_path, monkeypatch):
     monkeypatch.setenv("PLATFORMIO_CORE_DIR", str(tmp_path / "core"))
     t = Nano33BleTarget(offline=True)
-    with pytest.raises(ToolchainMissing, match="pio pkg install -g -p nordicnrf52"):
+    with pytest.raises(ToolchainMissing, match=r"pio pkg install -g -p platformio/nordicnrf52@10\.11\.0"):
         t.build(build_input, tmp_path / "b", "edgefold", runs=1, warmup=0)
+
+
+def test_only_the_pinned_platform_version_counts_as_installed(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLATFORMIO_CORE_DIR", str(tmp_path))
+    d = tmp_path / "platforms" / "nordicnrf52"
+    d.mkdir(parents=True)
+    (d / "platform.json").write_text('{"name": "nordicnrf52", "version": "9.6.0"}')
+    pinned = platformio.NORDICNRF52_VERSION
+    assert platformio.platform_installed("nordicnrf52") and not platformio.platform_installed("nordicnrf52", pinned)
+    other = tmp_path / "platforms" / f"nordicnrf52@{pinned}"
+    other.mkdir()
+    (other / "platform.json").write_text(f'{{"name": "nordicnrf52", "version": "{pinned}"}}')
+    assert platformio.platform_installed("nordicnrf52", pinned)
 
 
 def test_missing_platformio(monkeypatch, tmp_path):
