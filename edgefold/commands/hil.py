@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "resumes: finished cells are not deployed again.")
     p.add_argument("--matrix", required=True, metavar="TOML", help="matrix file (see examples/ci/hil.toml)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (also the resume state)")
-    p.add_argument("--baseline", metavar="JSON", help="baseline measurements for the latency regression gate")
+    p.add_argument("--baseline", metavar="JSON",
+                   help="baseline measurements for the latency regression gate (without one the gate is OFF, and "
+                        "the outputs say so); make it with --update-baseline")
     p.add_argument("--update-baseline", action="store_true",
                    help="write this run's measurements to --baseline (default DIR/baseline.json); the latency gate "
                         "is not applied in this run")
@@ -64,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     colour = "green" if result.ok else "red"
     console.print(f"[{colour}]hil: {c['passed']} passed, {c['failed']} failed, {c['error']} errors, "
                   f"{c['skipped']} skipped[/] ({result.wall_seconds:.1f} s) -> {result.out_dir}")
+    for line in hil.gates_off(result):
+        console.print(f"  [yellow]{escape(line)}[/]", soft_wrap=True)
     for o in result.outcomes:
         if o.status in ("failed", "error"):
             console.print(f"  [red]{o.status}[/] {o.cell.id}: {escape(o.reason)}")

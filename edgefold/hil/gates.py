@@ -79,12 +79,20 @@ class Gates:
 
 
 
+NO_BASELINE = "off: no baseline for this cell"
+
+
 @dataclass
 class GateResult:
     name: str  # agreement | accuracy | accuracy_drop | latency | ram | flash | output_crc
     ok: bool
     message: str
-    applied: bool = True  # False: noted only (e.g. no baseline for this cell)
+    applied: bool = True  # False: the gate is off for this cell (e.g. no baseline), noted only
+
+    @property
+    def verdict(self) -> str:
+        """ok | FAIL | off: how the console, JUnit, Markdown and HTML outputs name it."""
+        return "FAIL" if not self.ok else "ok" if self.applied else "off"
 
 
 def fmt_latency(v: float, unit: str) -> str:
@@ -142,7 +150,7 @@ def evaluate_gates(cell: Cell, res: dict[str, Any], baseline: dict[str, Any] | N
                                   f"{'<=' if ok else '>'} budget {limit:,} B"))
     if g.latency_regression is not None:
         if skip_latency:
-            out.append(GateResult("latency", True, "latency gate skipped: baseline being updated", applied=False))
+            out.append(GateResult("latency", True, "off: the baseline is being updated by this run", applied=False))
         else:
             out.append(latency_gate(res, baseline, g.latency_regression))
     return out
@@ -150,14 +158,14 @@ def evaluate_gates(cell: Cell, res: dict[str, Any], baseline: dict[str, Any] | N
 
 def latency_gate(res: dict[str, Any], base: dict[str, Any] | None, tol: float) -> GateResult:
     if not base:
-        return GateResult("latency", True, "no baseline for this cell", applied=False)
+        return GateResult("latency", True, NO_BASELINE, applied=False)
     # Instruction counts are deterministic on the twins: compare them when both sides have them.
     if isinstance(res.get("instructions"), int | float) and isinstance(base.get("instructions"), int | float):
         v, b, unit = float(res["instructions"]), float(base["instructions"]), "instructions"
     else:
         lat, blat = res["latency"], base.get("latency") or {}
         if not isinstance(blat.get("value"), int | float):
-            return GateResult("latency", True, "baseline has no latency for this cell", applied=False)
+            return GateResult("latency", True, "off: the baseline has no latency for this cell", applied=False)
         v, unit = float(lat["value"]), lat["unit"]
         b = float(blat["value"])
         if blat.get("unit") != unit:

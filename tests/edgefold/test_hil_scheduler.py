@@ -377,3 +377,31 @@ def test_no_stray_processes_left(tmp_path, fake_env):
     time.sleep(0.2)
     left = [p for p in {p.pid for p in psutil.Process().children(recursive=True)} - before if supervise.alive(p)]
     assert left == []
+
+
+def test_no_baseline_says_the_latency_gate_is_off(tmp_path, fake_env, monkeypatch, cli):
+    """Without --baseline the run can pass, but every output says the latency gate was OFF, never 'ok'."""
+    import functools
+
+    m = write_matrix(tmp_path, '[[matrix]]\nmodel="dscnn"\nratio=[0, 0.5]\ntarget="nano33ble-qemu"\n')
+    monkeypatch.setattr(hil, "run_matrix", functools.partial(hil.run_matrix, deploy_base=FAKE))
+    rc, out, err = cli("hil", "--matrix", m, "--out", tmp_path / "o")
+    assert rc == 0, err
+    assert "latency gate OFF for 2 of 2 measured cells (no baseline for this cell)" in out
+    assert "--update-baseline --baseline FILE" in out
+    doc = json.loads((tmp_path / "o/hil.json").read_text())
+    assert doc["gates_off"] and all(
+        next(g for g in c["gates"] if g["name"] == "latency")["verdict"] == "off" for c in doc["cells"])
+    junit = ET.parse(tmp_path / "o/junit.xml").getroot()
+    assert junit.find(".//property").get("value").startswith("latency gate OFF for 2 of 2")
+    assert "gate latency: off: no baseline" in junit.find(".//system-out").text
+    md = (tmp_path / "o/summary.md").read_text()
+    assert "> ⚠️ latency gate OFF for 2 of 2" in md and "latency gate off: no baseline for this cell" in md
+    # with a baseline the gate is on, and nothing says otherwise
+    rc, out, err = cli("hil", "--matrix", m, "--out", tmp_path / "b", "--update-baseline",
+                       "--baseline", tmp_path / "base.json")
+    assert rc == 0 and "OFF" in out and "being updated" in out  # the run that writes it does not compare
+    rc, out, err = cli("hil", "--matrix", m, "--out", tmp_path / "c", "--baseline", tmp_path / "base.json")
+    assert rc == 0 and "OFF" not in out
+    doc = json.loads((tmp_path / "c/hil.json").read_text())
+    assert doc["gates_off"] == [] and {g["verdict"] for c in doc["cells"] for g in c["gates"]} == {"ok"}
