@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write this run's measurements to --baseline (default DIR/baseline.json); the latency gate "
                         "is not applied in this run")
     p.add_argument("--junit", metavar="XML", help="JUnit XML path (default DIR/junit.xml)")
+    p.add_argument("--history", metavar="JSONL",
+                   help="append this run's summary to this file (default DIR/history.jsonl); keep one file across "
+                        "runs (e.g. a CI cache) and `edgefold report --history` draws the trends")
     p.add_argument("--jobs", type=int, metavar="N", help="at most N device lanes at once (default: all)")
     p.add_argument("--fresh", action="store_true", help="forget finished cells in DIR and deploy everything again")
     p.add_argument("--retry-errors", action="store_true", help="when resuming, deploy cells that errored again")
@@ -46,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise EdgefoldError("--jobs must be at least 1")
     matrix = hil.load_matrix(args.matrix)
+    for note in matrix.notices:
+        err_console.print(f"hil: {note}", markup=False, soft_wrap=True)
     if args.dry_run:
         ports = usb.list_devices() if any(d.kind == "serial" for d in matrix.devices.values()) else []
         lanes = {n: hil.resolve_lane(d, ports) for n, d in matrix.devices.items()}
@@ -59,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = hil.run_matrix(matrix, args.out, baseline=args.baseline, update_baseline=args.update_baseline,
                                 jobs=args.jobs, retry_errors=args.retry_errors, fresh=args.fresh,
-                                console=err_console, junit=args.junit)
+                                console=err_console, junit=args.junit, history=args.history)
     finally:
         signal.signal(signal.SIGTERM, old)
     c = result.counts()

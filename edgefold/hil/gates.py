@@ -50,6 +50,9 @@ class Gates:
     agreement_min: float | None = None  # int8-vs-float top-1 agreement, percent
     accuracy_min: float | None = None  # int8 accuracy, percent
     accuracy_drop_max: float | None = None  # float - int8 accuracy, percentage points
+    # int8 accuracy of the deployed (compressed) model / accuracy of the uncompressed float model, fraction: unlike
+    # accuracy_drop_max (compressed float vs its own int8) it fails a compressed model that fell to chance level
+    accuracy_kept_min: float | None = None
     latency_regression: float | None = 0.10  # allowed slowdown vs baseline, fraction (0.10 = +10%)
     ram_max: int | None = None  # bytes (ram.total)
     flash_max: int | None = None  # bytes
@@ -65,7 +68,7 @@ class Gates:
                 raise EdgefoldError(f"{where}: unknown gate {k!r} (known: {', '.join(sorted(known))})")
             if k in ("ram_max", "flash_max"):
                 vals[k] = None if v is False else parse_bytes(v, f"{where}: {k}")
-            elif k == "latency_regression":
+            elif k in ("latency_regression", "accuracy_kept_min"):
                 vals[k] = None if v is False else parse_fraction(v, f"{where}: {k}")
             elif k == "output_crc":
                 if not isinstance(v, bool):
@@ -84,7 +87,7 @@ NO_BASELINE = "off: no baseline for this cell"
 
 @dataclass
 class GateResult:
-    name: str  # agreement | accuracy | accuracy_drop | latency | ram | flash | output_crc
+    name: str  # agreement | accuracy | accuracy_drop | accuracy_kept | latency | ram | flash | output_crc
     ok: bool
     message: str
     applied: bool = True  # False: the gate is off for this cell (e.g. no baseline), noted only
@@ -131,6 +134,8 @@ def evaluate_gates(cell: Cell, res: dict[str, Any], baseline: dict[str, Any] | N
             out.append(GateResult("accuracy_drop", ok, f"{'' if ok else 'accuracy_drop gate: '}float {f:.2f}% -> "
                                   f"int8 {q:.2f}% drops {f - q:.2f} points ({'<=' if ok else '>'} "
                                   f"{g.accuracy_drop_max:g})"))
+    if g.accuracy_kept_min is not None:
+        out.append(_kept_gate(res, g.accuracy_kept_min))
     if g.output_crc:
         m = res.get("output_crc_match")
         if m is not True:
@@ -154,6 +159,20 @@ def evaluate_gates(cell: Cell, res: dict[str, Any], baseline: dict[str, Any] | N
         else:
             out.append(latency_gate(res, baseline, g.latency_regression))
     return out
+
+
+def _kept_gate(res: dict[str, Any], limit: float) -> GateResult:
+    q = (res.get("accuracy") or {}).get("int8")
+    b = (res.get("compress") or {}).get("accuracy_before")
+    if not isinstance(q, int | float) or not isinstance(b, int | float) or b <= 0:
+        what = "int8 accuracy" if not isinstance(q, int | float) else "the uncompressed model's accuracy"
+        return GateResult("accuracy_kept", False, f"accuracy_kept gate: {what} not reported "
+                                                  f"(need >= {limit * 100:g}% of the float model's)")
+    kept = q / b
+    ok = kept >= limit
+    msg = (f"int8 {q:.2f}% keeps {kept * 100:.1f}% of the uncompressed float model's {b:.2f}% "
+           f"({'>=' if ok else '<'} {limit * 100:g}%)")
+    return GateResult("accuracy_kept", ok, msg if ok else f"accuracy_kept gate: {msg}")
 
 
 def latency_gate(res: dict[str, Any], base: dict[str, Any] | None, tol: float) -> GateResult:
