@@ -19,9 +19,26 @@ from __future__ import annotations
 
 from edgefold.hil.baseline import BASELINE_SCHEMA, baseline_entry, load_baseline, write_baseline
 from edgefold.hil.devices import Lane, resolve_lane
-from edgefold.hil.gates import GateResult, Gates, evaluate_gates, latency_gate, parse_bytes, parse_fraction
+from edgefold.hil.gates import (
+    NO_BASELINE,
+    GateResult,
+    Gates,
+    evaluate_gates,
+    latency_gate,
+    parse_bytes,
+    parse_fraction,
+)
 from edgefold.hil.matrix import AXES, Cell, DeviceConfig, Matrix, load_matrix, target_info
-from edgefold.hil.outputs import HIL_SCHEMA, junit_xml, summary_markdown, write_outputs
+from edgefold.hil.outputs import (
+    HIL_SCHEMA,
+    HISTORY_SCHEMA,
+    append_history,
+    gates_off,
+    history_record,
+    junit_xml,
+    summary_markdown,
+    write_outputs,
+)
 from edgefold.hil.runner import run_matrix
 from edgefold.hil.state import (
     CELL_SCHEMA,
@@ -37,9 +54,10 @@ from edgefold.hil.state import (
 from edgefold.hil.supervise import RESULT_SCHEMA, Interrupted, deploy_argv, kill_tree, run_cell, validate_result
 
 __all__ = [
-    "AXES", "BASELINE_SCHEMA", "CELL_SCHEMA", "ERROR", "FAILED", "HIL_SCHEMA", "PASSED", "PENDING", "RESULT_SCHEMA",
-    "SKIPPED", "STATE_SCHEMA", "Cell", "CellOutcome", "DeviceConfig", "GateResult", "Gates", "HilRun", "Interrupted",
-    "Lane", "Matrix", "baseline_entry", "deploy_argv", "evaluate_gates", "junit_xml", "kill_tree", "latency_gate",
+    "AXES", "BASELINE_SCHEMA", "CELL_SCHEMA", "ERROR", "FAILED", "HIL_SCHEMA", "HISTORY_SCHEMA", "NO_BASELINE",
+    "PASSED", "PENDING", "RESULT_SCHEMA", "SKIPPED", "STATE_SCHEMA", "Cell", "CellOutcome", "DeviceConfig",
+    "GateResult", "Gates", "HilRun", "Interrupted", "Lane", "Matrix", "append_history", "baseline_entry",
+    "deploy_argv", "evaluate_gates", "gates_off", "history_record", "junit_xml", "kill_tree", "latency_gate",
     "load_baseline", "load_matrix", "parse_bytes", "parse_fraction", "resolve_lane", "run_cell", "run_matrix",
     "summary_markdown", "target_info", "validate_result", "write_baseline", "write_outputs",
 ]

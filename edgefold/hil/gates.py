@@ -50,6 +50,9 @@ class Gates:
     agreement_min: float | None = None  # int8-vs-float top-1 agreement, percent
     accuracy_min: float | None = None  # int8 accuracy, percent
     accuracy_drop_max: float | None = None  # float - int8 accuracy, percentage points
+    # int8 accuracy of the deployed (compressed) model / accuracy of the uncompressed float model, fraction: unlike
+    # accuracy_drop_max (compressed float vs its own int8) it fails a compressed model that fell to chance level
+    accuracy_kept_min: float | None = None
     latency_regression: float | None = 0.10  # allowed slowdown vs baseline, fraction (0.10 = +10%)
     ram_max: int | None = None  # bytes (ram.total)
     flash_max: int | None = None  # bytes
@@ -65,7 +68,7 @@ class Gates:
                 raise EdgefoldError(f"{where}: unknown gate {k!r} (known: {', '.join(sorted(known))})")
             if k in ("ram_max", "flash_max"):
                 vals[k] = None if v is False else parse_bytes(v, f"{where}: {k}")
-            elif k == "latency_regression":
+            elif k in ("latency_regression", "accuracy_kept_min"):
                 vals[k] = None if v is False else parse_fraction(v, f"{where}: {k}")
             elif k == "output_crc":
                 if not isinstance(v, bool):
@@ -79,12 +82,20 @@ class Gates:
 
 
 
+NO_BASELINE = "off: no baseline for this cell"
+
+
 @dataclass
 class GateResult:
-    name: str  # agreement | accuracy | accuracy_drop | latency | ram | flash | output_crc
+    name: str  # agreement | accuracy | accuracy_drop | accuracy_kept | latency | ram | flash | output_crc
     ok: bool
     message: str
-    applied: bool = True  # False: noted only (e.g. no baseline for this cell)
+    applied: bool = True  # False: the gate is off for this cell (e.g. no baseline), noted only
+
+    @property
+    def verdict(self) -> str:
+        """ok | FAIL | off: how the console, JUnit, Markdown and HTML outputs name it."""
+        return "FAIL" if not self.ok else "ok" if self.applied else "off"
 
 
 def fmt_latency(v: float, unit: str) -> str:
@@ -123,6 +134,8 @@ def evaluate_gates(cell: Cell, res: dict[str, Any], baseline: dict[str, Any] | N
             out.append(GateResult("accuracy_drop", ok, f"{'' if ok else 'accuracy_drop gate: '}float {f:.2f}% -> "
                                   f"int8 {q:.2f}% drops {f - q:.2f} points ({'<=' if ok else '>'} "
                                   f"{g.accuracy_drop_max:g})"))
+    if g.accuracy_kept_min is not None:
+        out.append(_kept_gate(res, g.accuracy_kept_min))
     if g.output_crc:
         m = res.get("output_crc_match")
         if m is not True:
@@ -142,22 +155,36 @@ def evaluate_gates(cell: Cell, res: dict[str, Any], baseline: dict[str, Any] | N
                                   f"{'<=' if ok else '>'} budget {limit:,} B"))
     if g.latency_regression is not None:
         if skip_latency:
-            out.append(GateResult("latency", True, "latency gate skipped: baseline being updated", applied=False))
+            out.append(GateResult("latency", True, "off: the baseline is being updated by this run", applied=False))
         else:
             out.append(latency_gate(res, baseline, g.latency_regression))
     return out
 
 
+def _kept_gate(res: dict[str, Any], limit: float) -> GateResult:
+    q = (res.get("accuracy") or {}).get("int8")
+    b = (res.get("compress") or {}).get("accuracy_before")
+    if not isinstance(q, int | float) or not isinstance(b, int | float) or b <= 0:
+        what = "int8 accuracy" if not isinstance(q, int | float) else "the uncompressed model's accuracy"
+        return GateResult("accuracy_kept", False, f"accuracy_kept gate: {what} not reported "
+                                                  f"(need >= {limit * 100:g}% of the float model's)")
+    kept = q / b
+    ok = kept >= limit
+    msg = (f"int8 {q:.2f}% keeps {kept * 100:.1f}% of the uncompressed float model's {b:.2f}% "
+           f"({'>=' if ok else '<'} {limit * 100:g}%)")
+    return GateResult("accuracy_kept", ok, msg if ok else f"accuracy_kept gate: {msg}")
+
+
 def latency_gate(res: dict[str, Any], base: dict[str, Any] | None, tol: float) -> GateResult:
     if not base:
-        return GateResult("latency", True, "no baseline for this cell", applied=False)
+        return GateResult("latency", True, NO_BASELINE, applied=False)
     # Instruction counts are deterministic on the twins: compare them when both sides have them.
     if isinstance(res.get("instructions"), int | float) and isinstance(base.get("instructions"), int | float):
         v, b, unit = float(res["instructions"]), float(base["instructions"]), "instructions"
     else:
         lat, blat = res["latency"], base.get("latency") or {}
         if not isinstance(blat.get("value"), int | float):
-            return GateResult("latency", True, "baseline has no latency for this cell", applied=False)
+            return GateResult("latency", True, "off: the baseline has no latency for this cell", applied=False)
         v, unit = float(lat["value"]), lat["unit"]
         b = float(blat["value"])
         if blat.get("unit") != unit:

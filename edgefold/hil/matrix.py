@@ -85,6 +85,20 @@ class Matrix:
     cells: list[Cell]
     devices: dict[str, DeviceConfig]
     gates: Gates
+    notices: list[str] = field(default_factory=list)  # e.g. cells dropped as the same deployment as another
+
+
+# Arguments that let a deploy choose its own ratios or train: with them, method matters even at ratio 0.
+_RATIO_ARGS = ("--fit", "--ratios", "--recover")
+
+
+def deployment_key(c: Cell) -> tuple[Any, ...]:
+    """What the deployed model depends on: at ratio 0 no channel is removed or merged, so the method does not
+    matter (fold and mag1 at r=0 deploy the same model); repair still does (`repair` re-estimates BatchNorm)."""
+    k = c.key()
+    if c.ratio == 0 and not any(a.startswith(_RATIO_ARGS) for a in c.args):
+        k["method"] = None
+    return tuple(sorted((n, repr(v)) for n, v in k.items()))
 
 
 
@@ -142,6 +156,8 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
 
     cells: list[Cell] = []
     seen: dict[str, int] = {}
+    same: dict[tuple[Any, ...], Cell] = {}
+    notices: list[str] = []
     digests: dict[str, str] = {}
     for i, block in enumerate(blocks, 1):
         bw = f"{where} [[matrix]] #{i}"
@@ -192,6 +208,16 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
                                         raise EdgefoldError(f"{bw}: cell {c.id} already defined by block "
                                                             f"#{seen[c.id]}")
                                     seen[c.id] = i
+                                    first = same.setdefault(deployment_key(c), c)
+                                    if first is not c:
+                                        if first.gates != c.gates:
+                                            raise EdgefoldError(
+                                                f"{bw}: cell {c.id} is the same deployment as {first.id} (ratio 0: "
+                                                f"the method does not matter) but has other gates; keep one")
+                                        notices.append(f"{where}: {c.id} dropped: the same deployment as "
+                                                       f"{first.id} (at ratio 0 nothing is removed, so the method "
+                                                       f"does not matter)")
+                                        continue
                                     cells.append(c)
 
     devices: dict[str, DeviceConfig] = {}
@@ -217,7 +243,7 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
                 raise EdgefoldError(f"{where} [devices.{t}]: usb id {u!r} is not VID:PID like 2341:805a")
         devices[t] = DeviceConfig(t, info["kind"], usb, d.get("port"), {str(k): str(v) for k, v in opts.items()},
                                   list(args))
-    return Matrix(path, cells, devices, gates)
+    return Matrix(path, cells, devices, gates, notices)
 
 
 def _make_cell(where: str, model: Any, method: Any, ratio: Any, repair: Any, target: Any, backend: Any,

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from edgefold.core.fsutil import ensure_dir, write_json
+from edgefold.core.provenance import provenance
 from edgefold.hil.baseline import load_baseline, write_baseline
 from edgefold.hil.devices import resolve_lane
 from edgefold.hil.gates import evaluate_gates
 from edgefold.hil.matrix import Cell, Matrix
-from edgefold.hil.outputs import write_outputs
+from edgefold.hil.outputs import append_history, history_record, write_outputs
 from edgefold.hil.state import (
     ERROR,
     FAILED,
@@ -40,23 +41,24 @@ def run_matrix(matrix: Matrix, out_dir: str | os.PathLike, baseline: str | os.Pa
                update_baseline: bool = False, jobs: int | None = None, retry_errors: bool = False,
                fresh: bool = False, deploy_base: list[str] | None = None, console: Any = None,
                ports: list[SerialDevice] | None = None, stop: threading.Event | None = None,
-               junit: str | os.PathLike | None = None) -> HilRun:
+               junit: str | os.PathLike | None = None, history: str | os.PathLike | None = None) -> HilRun:
     """Run every cell (resuming finished ones from `out_dir`), gate them and write all outputs.
 
-    `deploy_base` is the command that provides `deploy` (default: this Python's `-m edgefold`).
+    `deploy_base` is the command that provides `deploy` (default: this Python's `-m edgefold`). A finished run
+    appends its summary to `history` (default DIR/history.jsonl), which `edgefold report` draws trends from.
     On KeyboardInterrupt the cells in flight are killed, everything finished is kept, and the outputs are
     written with the unfinished cells as pending; the exception is then re-raised.
     """
     out = ensure_dir(out_dir)
     with exclusive(out):
         return _run_matrix(matrix, out, baseline, update_baseline, jobs, retry_errors, fresh, deploy_base, console,
-                           ports, stop, junit)
+                           ports, stop, junit, history)
 
 
 def _run_matrix(matrix: Matrix, out: Path, baseline: str | os.PathLike | None, update_baseline: bool,
                 jobs: int | None, retry_errors: bool, fresh: bool, deploy_base: list[str] | None, console: Any,
                 ports: list[SerialDevice] | None, stop: threading.Event | None,
-                junit: str | os.PathLike | None) -> HilRun:
+                junit: str | os.PathLike | None, history: str | os.PathLike | None) -> HilRun:
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -66,6 +68,7 @@ def _run_matrix(matrix: Matrix, out: Path, baseline: str | os.PathLike | None, u
     stop = stop or threading.Event()
     run_id = uuid.uuid4().hex[:12]
     t0 = time.time()
+    prov = provenance()
     if fresh:
         shutil.rmtree(out / "cells", ignore_errors=True)
     base_cells = load_baseline(baseline, must_exist=not update_baseline)
@@ -187,8 +190,10 @@ def _run_matrix(matrix: Matrix, out: Path, baseline: str | os.PathLike | None, u
 
     state.close(interrupted)
     run = HilRun(out, [outcomes[c.id] for c in matrix.cells], run_id, interrupted, time.time() - t0,
-                 str(baseline) if baseline else None)
+                 str(baseline) if baseline else None, prov)
     write_outputs(run, matrix, junit)
+    if not interrupted:  # an interrupted run is not a point of the trend: its resumed run will be
+        append_history(history or out / "history.jsonl", history_record(run, matrix))
     if update_baseline and not interrupted:
         write_baseline(run, baseline or out / "baseline.json", base_cells)
     if interrupted:

@@ -42,6 +42,7 @@ class HilRun:
     interrupted: bool
     wall_seconds: float
     baseline_path: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)  # date, edgefold version, git commit
 
     def counts(self) -> dict[str, int]:
         c = {k: 0 for k in (PASSED, FAILED, ERROR, SKIPPED, PENDING)}

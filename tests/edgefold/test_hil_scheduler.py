@@ -69,7 +69,10 @@ target = ["jetson-local", "nano33ble"]
 def test_matrix_expands_axes_and_defaults(tmp_path):
     m = hil.load_matrix(write_matrix(tmp_path, BASIC))
     ids = [c.id for c in m.cells]
-    assert len(ids) == 6 and len(set(ids)) == 6
+    assert len(ids) == 5 and len(set(ids)) == 5  # fold x mag1 at r=0 is one deployment: mag1's is dropped
+    assert "nano33ble-qemu.edgefold.dscnn.mag1.r0.none" not in ids
+    assert len(m.notices) == 1 and "mag1.r0.none dropped: the same deployment as nano33ble-qemu.edgefold.dscnn." \
+        "fold.r0.none" in m.notices[0]
     assert "nano33ble-qemu.edgefold.dscnn.mag1.r0.5.none" in ids
     assert "jetson-local.onnxruntime.dscnn.fold.r0.none" in ids
     c = m.cells[0]
@@ -86,6 +89,8 @@ def test_matrix_expands_axes_and_defaults(tmp_path):
     ('[[matrix]]\nmodel="dscnn"\ntarget="nano33ble"\nfault="kill"', "only for emulated targets"),
     ('[[matrix]]\nmodel="dscnn"\ntarget="nano33ble-qemu"\n[[matrix]]\nmodel="dscnn"\ntarget="nano33ble-qemu"',
      "already defined"),
+    ('[[matrix]]\nmodel="dscnn"\ntarget="nano33ble-qemu"\n[[matrix]]\nmodel="dscnn"\ntarget="nano33ble-qemu"\n'
+     'method="mag1"\n[matrix.gates]\nram_max="1K"', "the same deployment as"),
     ('[gates]\nspeed=3\n[[matrix]]\nmodel="dscnn"\ntarget="nano33ble-qemu"', "unknown gate 'speed'"),
     ('[gates]\nram_max="lots"\n[[matrix]]\nmodel="dscnn"\ntarget="nano33ble-qemu"', "size like 256K"),
     ('[[matrix]]\ntarget="nano33ble-qemu"', "'model' is required"),
@@ -98,6 +103,30 @@ def test_matrix_errors_are_one_line(tmp_path, text, needle):
     with pytest.raises(EdgefoldError) as e:
         hil.load_matrix(write_matrix(tmp_path, text))
     assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_identical_cells_only_at_ratio_0_without_fit_or_recovery(tmp_path):
+    text = '[[matrix]]\nmodel="dscnn"\nmethod=["fold", "mag1"]\nratio=[0, 0.25]\nrepair=["none", "repair"]\n' \
+           'target="nano33ble-qemu"\n'
+    m = hil.load_matrix(write_matrix(tmp_path, text))
+    assert len(m.cells) == 6 and len(m.notices) == 2  # r=0 x {none, repair}: repair re-estimates BatchNorm
+    m = hil.load_matrix(write_matrix(tmp_path, text + 'args=["--recover", "--recover-epochs", "1"]\n'))
+    assert len(m.cells) == 8 and not m.notices  # recovery trains each method's model: not the same deployment
+
+
+def test_accuracy_kept_gate_fails_a_chance_level_model():
+    cell = hil.Cell("dscnn", "mag1", 0.5, "ar", "nano33ble-qemu", "edgefold",
+                    gates=hil.Gates.parse({"accuracy_kept_min": "90%", "latency_regression": False}, "t",
+                                          base=hil.Gates(output_crc=False)))
+    res = {"latency": {"value": 1.0, "unit": "ms"}, "compress": {"accuracy_before": 91.1},
+           "accuracy": {"float": 9.9, "int8": 9.7, "agreement": 100.0}}
+    g = hil.evaluate_gates(cell, res, None)
+    assert [x.name for x in g] == ["accuracy_kept"] and not g[0].ok
+    assert "int8 9.70% keeps 10.6% of the uncompressed float model's 91.10% (< 90%)" in g[0].message
+    res["accuracy"]["int8"] = 90.0
+    assert hil.evaluate_gates(cell, res, None)[0].ok
+    del res["compress"]
+    assert "not reported" in hil.evaluate_gates(cell, res, None)[0].message
 
 
 def test_sizes_and_fractions():
@@ -133,23 +162,24 @@ def test_run_skips_absent_device_and_writes_outputs(tmp_path, fake_env):
     m = hil.load_matrix(write_matrix(tmp_path, BASIC))
     run = hil.run_matrix(m, tmp_path / "out", deploy_base=FAKE, ports=[])
     c = run.counts()
-    assert c == {"passed": 5, "failed": 0, "error": 0, "skipped": 1, "pending": 0}
+    assert c == {"passed": 4, "failed": 0, "error": 0, "skipped": 1, "pending": 0}
     assert not any("nano33ble " in " ".join(x) for x in calls(fake_env))  # the absent board was never deployed
     skipped = [o for o in run.outcomes if o.status == "skipped"][0]
     assert skipped.cell.target == "nano33ble" and "no device with USB id" in skipped.reason
 
     out = tmp_path / "out"
     doc = json.loads((out / "hil.json").read_text())
-    assert doc["schema"] == "edgefold-hil/1" and len(doc["cells"]) == 6
+    assert doc["schema"] == "edgefold-hil/1" and len(doc["cells"]) == 5
+    assert len(doc["notices"]) == 1 and "dropped" in doc["notices"][0]
     passed = [x for x in doc["cells"] if x["status"] == "passed"]
     assert all(x["result"]["latency"]["value"] > 0 for x in passed)
     root = ET.parse(out / "junit.xml").getroot()
     cases = root.findall(".//testcase")
-    assert len(cases) == 6 and root.get("skipped") == "1" and root.get("failures") == "0"
+    assert len(cases) == 5 and root.get("skipped") == "1" and root.get("failures") == "0"
     sk = [tc for tc in cases if tc.find("skipped") is not None]
     assert len(sk) == 1 and "USB id" in sk[0].find("skipped").get("message")
     md = (out / "summary.md").read_text()
-    assert "5 passed" in md and "1 skipped" in md and "`jetson-local.onnxruntime.dscnn.fold.r0.none`" in md
+    assert "4 passed" in md and "1 skipped" in md and "`jetson-local.onnxruntime.dscnn.fold.r0.none`" in md
     state = json.loads((out / "state.json").read_text())
     assert state["interrupted"] is False and state["cells"]["nano33ble.edgefold.dscnn.fold.r0.none"] == "skipped"
 
@@ -377,3 +407,31 @@ def test_no_stray_processes_left(tmp_path, fake_env):
     time.sleep(0.2)
     left = [p for p in {p.pid for p in psutil.Process().children(recursive=True)} - before if supervise.alive(p)]
     assert left == []
+
+
+def test_no_baseline_says_the_latency_gate_is_off(tmp_path, fake_env, monkeypatch, cli):
+    """Without --baseline the run can pass, but every output says the latency gate was OFF, never 'ok'."""
+    import functools
+
+    m = write_matrix(tmp_path, '[[matrix]]\nmodel="dscnn"\nratio=[0, 0.5]\ntarget="nano33ble-qemu"\n')
+    monkeypatch.setattr(hil, "run_matrix", functools.partial(hil.run_matrix, deploy_base=FAKE))
+    rc, out, err = cli("hil", "--matrix", m, "--out", tmp_path / "o")
+    assert rc == 0, err
+    assert "latency gate OFF for 2 of 2 measured cells (no baseline for this cell)" in out
+    assert "--update-baseline --baseline FILE" in out
+    doc = json.loads((tmp_path / "o/hil.json").read_text())
+    assert doc["gates_off"] and all(
+        next(g for g in c["gates"] if g["name"] == "latency")["verdict"] == "off" for c in doc["cells"])
+    junit = ET.parse(tmp_path / "o/junit.xml").getroot()
+    assert junit.find(".//property[@name='gate_off.0']").get("value").startswith("latency gate OFF for 2 of 2")
+    assert "gate latency: off: no baseline" in junit.find(".//system-out").text
+    md = (tmp_path / "o/summary.md").read_text()
+    assert "> ⚠️ latency gate OFF for 2 of 2" in md and "latency gate off: no baseline for this cell" in md
+    # with a baseline the gate is on, and nothing says otherwise
+    rc, out, err = cli("hil", "--matrix", m, "--out", tmp_path / "b", "--update-baseline",
+                       "--baseline", tmp_path / "base.json")
+    assert rc == 0 and "OFF" in out and "being updated" in out  # the run that writes it does not compare
+    rc, out, err = cli("hil", "--matrix", m, "--out", tmp_path / "c", "--baseline", tmp_path / "base.json")
+    assert rc == 0 and "OFF" not in out
+    doc = json.loads((tmp_path / "c/hil.json").read_text())
+    assert doc["gates_off"] == [] and {g["verdict"] for c in doc["cells"] for g in c["gates"]} == {"ok"}
