@@ -327,20 +327,25 @@ def export_to_dir(req: ExportRequest, progress: Progress | None = None) -> Expor
         calib = plan.inputs.x[:CALIB_SAMPLES]
     ev = plan.eval
     eval_x = ev.x if ev is not None else calib[:256]
-    summary = export_model(loaded.model, shape, req.out, formats, calib, target_backend, req.check,
-                           loaded.spec.label, progress=progress, eval_x=eval_x,
-                           eval_y=ev.y if ev is not None else None)
-    if packages:
-        from edgefold.compiler.codegen.package import FOLDERS, make_package
+    if not packages:
+        return export_model(loaded.model, shape, req.out, formats, calib, target_backend, req.check,
+                            loaded.spec.label, progress=progress, eval_x=eval_x,
+                            eval_y=ev.y if ev is not None else None)
+    from edgefold.compiler.codegen.package import FOLDERS, make_package
+    from edgefold.core.fsutil import staged_dir
 
-        blob = (Path(req.out) / TFLITE_FILE).read_bytes()
+    with staged_dir(req.out) as stage:  # the export and its packages appear together, or nothing does
+        summary = export_model(loaded.model, shape, stage, formats, calib, target_backend, req.check,
+                               loaded.spec.label, progress=progress, eval_x=eval_x,
+                               eval_y=ev.y if ev is not None else None)
+        blob = (stage / TFLITE_FILE).read_bytes()
         made = {}
         for fmt in packages:
             _say(progress, f"{fmt}: model + runtime + example")
-            pkg = make_package(blob, Path(req.out) / FOLDERS[fmt], fmt, req.prefix, loaded.spec.label)
-            made[fmt] = str(pkg.archive or pkg.path)
+            pkg = make_package(blob, stage / FOLDERS[fmt], fmt, req.prefix, loaded.spec.label)
+            made[fmt] = str(Path(req.out) / (pkg.archive or pkg.path).relative_to(stage))
         summary.extra["packages"] = made
-        summary.write(Path(req.out) / ExportSummary.FILE)
+        summary.write(stage / ExportSummary.FILE)
     return summary
 
 
