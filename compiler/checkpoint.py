@@ -16,6 +16,7 @@ import importlib
 import io
 import os
 import pickle
+import sys
 import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -79,9 +80,15 @@ class LoadedModel:
 
 
 def import_factory(path: str) -> Callable[..., Any]:
+    """module:callable, imported as `python -m` would: the current folder comes first on the import path (the
+    `edgefold` console script's own path starts with its bin folder instead)."""
     if ":" not in path:
         raise EdgefoldError(f"--factory must look like package.module:callable, got '{path}'")
     mod_name, attr = path.split(":", 1)
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.insert(0, cwd)
+        importlib.invalidate_caches()
     try:
         mod = importlib.import_module(mod_name)
     except Exception as e:

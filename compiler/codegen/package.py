@@ -55,8 +55,8 @@ def _version() -> str:
 def make_package(tflite: bytes | TfliteModel, out_dir: str | os.PathLike[str], fmt: str,
                  prefix: str = DEFAULT_PREFIX, label: str = "model") -> Package:
     """Write the `fmt` package of the model into out_dir/<name>/ (Arduino: also out_dir/<name>.zip). out_dir/<name>
-    is replaced when it exists. Raises UnsupportedOp (naming the op) before anything is written when the runtime
-    lacks a kernel the model needs."""
+    is replaced when it exists. The package is written to a staging folder first: a failure (e.g. UnsupportedOp,
+    naming an op the runtime has no kernel for) leaves out_dir as it was."""
     if fmt not in PACKAGE_FORMATS:
         raise EdgefoldError(f"unknown package format {fmt!r}; choose from: {', '.join(PACKAGE_FORMATS)}")
     prefix = check_prefix(prefix)

@@ -93,7 +93,10 @@ def print_result(r: DeployResult, path: Path) -> None:
     t.add_column("value", justify="right")
     lat = r.latency
     if lat.get("value") is not None:
-        t.add_row(f"latency ({lat.get('kind')})", f"{lat['value']:.3f} {lat.get('unit', '')}")
+        if lat.get("kind") == "estimated":  # a model's guess: three significant digits are all it carries
+            t.add_row("latency (est.)", f"{sig3(lat['value'])} {lat.get('unit', '')}")
+        else:
+            t.add_row(f"latency ({lat.get('kind')})", f"{lat['value']:.3f} {lat.get('unit', '')}")
     if r.instructions is not None:
         t.add_row("instructions / inference (measured, QEMU)", f"{int(r.instructions):,}")
     for k in ("static", "arena", "stack", "total"):
@@ -119,6 +122,16 @@ def print_result(r: DeployResult, path: Path) -> None:
     if r.extra.get("footprint"):
         console.print(before_after(r))
     console.print(f"result: {path}")
+
+
+def sig3(v: float) -> str:
+    """v to three significant digits, without an exponent: 217.25 -> 217, 1.2345 -> 1.23, 12345 -> 12,300."""
+    import math
+
+    if v == 0 or not math.isfinite(v):
+        return f"{v:g}"
+    r = float(f"{v:.3g}")
+    return f"{r:,.{max(0, 2 - math.floor(math.log10(abs(r))))}f}"
 
 
 def before_after(r: DeployResult):

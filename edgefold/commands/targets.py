@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from edgefold.commands.common import console
 
@@ -21,20 +22,32 @@ def _size(n: int) -> str:
     return f"{n / 1024:.4g} KB"
 
 
+def host_ram() -> int | None:
+    """Physical memory of this machine (what a twin that runs here really has)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     from edgefold.targets import registry, usb
 
     t = Table(title="edgefold targets", padding=(0, 1), collapse_padding=True)
-    for c in ("target", "device", "RAM", "Flash", "backends", "USB id"):
-        # names and ids are what users type: never wrap them; the description takes what room is left
-        t.add_column(c, no_wrap=c != "device", min_width=16 if c == "device" else None)
+    for c in ("target", "device", "CPU", "RAM", "Flash", "backends", "USB id"):
+        # names and ids are what users type: never wrap them; the descriptions take what room is left
+        t.add_column(c, no_wrap=c not in ("device", "CPU"), min_width=16 if c == "device" else None)
     for s in registry.all_specs():
         clock = f", {s.clock_hz / 1e6:g} MHz" if s.clock_hz else ""
-        title = s.title + (" [emulated]" if s.emulated else "")
-        t.add_row(s.name, f"{title} ({s.cpu}{clock})", _size(s.ram_bytes), _size(s.flash_bytes), "\n".join(s.backends),
-                  "\n".join(s.usb_ids) or "-")
+        title = escape(s.title + (" [emulated]" if s.emulated else ""))  # [...] is markup to rich
+        ram, flash = _size(s.ram_bytes), _size(s.flash_bytes)
+        if s.emulated and s.kind == "linux":  # the twin runs on this machine: its figures, not the Jetson's
+            real = host_ram()
+            ram, flash = (f"{_size(real)} (host)" if real else "host"), "host"
+        t.add_row(s.name, title, s.cpu + clock, ram, flash, "\n".join(s.backends), "\n".join(s.usb_ids) or "-")
     console.print(t)
     if args.no_usb:
         return 0

@@ -3,6 +3,8 @@ and, for a twin, real firmware with the linker's sizes; nothing is flashed."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from edgefold.targets import platformio
 
@@ -38,10 +40,14 @@ def test_build_writes_a_project_pio_accepts(cli, tmp_path, target, platform, boa
     assert not (out / "result.json").exists()  # nothing was flashed or measured
 
 
-def test_deploy_no_flash_builds_twin_firmware_with_sizes(cli, tmp_path):
+@pytest.mark.parametrize("command,target,compiler", [("deploy --no-flash", "nano33ble-qemu", "arm-none-eabi-gcc"),
+                                                     ("build", "esp-eye-qemu", "xtensa-lx106-elf-gcc")])
+def test_twin_build_gives_firmware_with_the_linkers_sizes(cli, tmp_path, command, target, compiler):
+    if shutil.which(compiler) is None:
+        pytest.skip(f"{compiler} is not installed (tools/install-debian.sh)")
     out = tmp_path / "run"
-    rc, stdout, err = cli("deploy", "--no-flash", "--target", "nano33ble-qemu", "--model", "dscnn", "--method",
-                          "mag1", "--repair", "none", "--out", out)
+    rc, stdout, err = cli(*command.split(), "--target", target, "--model", "dscnn", "--method", "mag1", "--repair",
+                          "none", "--out", out)
     assert rc == 0, err
     rec = FirmwareBuild.read(out / FirmwareBuild.FILE)
     assert rec.firmware == "build/firmware.elf" and (out / rec.firmware).is_file() and rec.not_built is None

@@ -44,3 +44,18 @@ def test_codegen_prefix(cli, tmp_path):
     assert "int vision_model_run(" in h and "#define VISION_OUTPUT_BYTES 3" in h
     assert '#include "vision_model.h"' in (tmp_path / "vision_model.c").read_text()
     assert not (tmp_path / "model.h").exists()
+
+
+def test_a_failed_package_leaves_no_export_behind(cli, tmp_path, monkeypatch):
+    from edgefold.compiler.codegen import package
+
+    from edgefold.core.errors import EdgefoldError
+
+    def fail(*_a, **_k):
+        raise EdgefoldError("no kernel for this op")
+
+    monkeypatch.setattr(package, "make_package", fail)
+    out = tmp_path / "e"
+    rc, _, err = cli("export", "--model", "dscnn", "--format", "c-package", "--no-check", "--out", out)
+    assert rc != 0 and "no kernel for this op" in err
+    assert not [p for p in out.rglob("*") if p.is_file()]  # not even the .tflite it was made from

@@ -157,9 +157,13 @@ def test_registry():
         Nano33BleTarget().fit_check(Path("."), "onnxruntime")
 
 
-def test_targets_command(cli):
+def test_targets_command(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # one line per row: the checks below read whole cells
     rc, out, err = cli("targets", "--no-usb")
     assert rc == 0 and "nano33ble-qemu" in out and "esp-eye" in out and "2341:805a" in out
+    assert "))" not in out and "[emulated]" in out  # CPU in its own column; the twin label is not eaten as markup
+    local = next(ln for ln in out.splitlines() if "jetson-local" in ln)
+    assert "4 GB" not in local and "(host)" in local  # the twin's figures are this machine's, not the Jetson's
 
 
 def _stubs(port: str) -> list[str]:
