@@ -198,8 +198,11 @@ def save_model(path: str | os.PathLike, model: nn.Module, spec: ModelSpec, meta:
     }
     buf = io.BytesIO()
     torch.save(blob, buf)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(buf.getvalue())
+    except OSError as e:  # disk full, read-only, quota: the partial temp file is already removed
+        raise EdgefoldError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
     return Path(path)
 
 
