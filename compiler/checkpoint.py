@@ -16,8 +16,10 @@ import importlib
 import io
 import os
 import pickle
+import struct
 import sys
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -113,6 +115,13 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+# What torch.load raises on a corrupt or truncated file (zip container, weights-only unpickler, storages); the
+# unpickler checks its input with assertions and memo lookups, so those are the file's fault too.
+_LOAD_ERRORS = (RuntimeError, EOFError, zipfile.BadZipFile, zlib.error, OSError, ValueError, AttributeError, KeyError,
+                IndexError, TypeError, struct.error, OverflowError, MemoryError, NotImplementedError, RecursionError,
+                AssertionError)
+
+
 def load_file(path: str | os.PathLike, trust: bool = False) -> Any:
     """torch.load with weights_only=True unless the user opted in; every failure is one line."""
     p = Path(path)
@@ -127,7 +136,7 @@ def load_file(path: str | os.PathLike, trust: bool = False) -> Any:
                 "as a state_dict, or pass --trust-checkpoint if you trust its source"
             ) from None
         raise EdgefoldError(f"checkpoint {p} is not a readable torch file (corrupt or truncated)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError) as e:
+    except _LOAD_ERRORS as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise EdgefoldError(f"checkpoint {p} is not a readable torch file: {first}") from None
 
@@ -196,8 +205,11 @@ def save_model(path: str | os.PathLike, model: nn.Module, spec: ModelSpec, meta:
     }
     buf = io.BytesIO()
     torch.save(blob, buf)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(buf.getvalue())
+    except OSError as e:  # disk full, read-only, quota: the partial temp file is already removed
+        raise EdgefoldError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
     return Path(path)
 
 

@@ -15,7 +15,9 @@ outputs (the digit classes). Every problem with a file is one line naming the fi
 from __future__ import annotations
 
 import os
+import tokenize
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +61,27 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return ",".join(str(int(v)) for v in shape)
 
 
+# What numpy's .npy/.npz readers raise on a corrupt file: the .npy header is a Python literal (ast, tokenize),
+# an .npz is a zip of .npy files (zipfile, zlib).
+_READ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError, tokenize.TokenError,
+                TypeError, KeyError, IndexError, OverflowError, MemoryError, NotImplementedError, RecursionError)
+
+
+def _check_npy_size(fp: object, available: int, name: str) -> None:
+    """Refuse a .npy whose header declares more data than the file holds, before numpy allocates it."""
+    fmt = np.lib.format
+    version = fmt.read_magic(fp)
+    read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    shape, _, dtype = read(fp, max_header_size=10000)
+    if dtype.hasobject:
+        raise ValueError(f"{name}: holds Python objects (pickled), not numbers")
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    have = available - fp.tell()  # type: ignore[attr-defined]
+    if need > have:
+        raise ValueError(f"{name}: header declares shape {_shape_text(shape)} {dtype} ({need} bytes) but the file "
+                         f"holds {max(have, 0)} bytes (truncated?)")
+
+
 def _read(path: Path, what: str) -> tuple[np.ndarray, np.ndarray | None]:
     suffix = path.suffix.lower()
     if suffix not in (".npz", ".npy"):
@@ -68,7 +91,16 @@ def _read(path: Path, what: str) -> tuple[np.ndarray, np.ndarray | None]:
         raise EdgefoldError(f"{what} {path}: file not found")
     try:
         if suffix == ".npy":
+            if zipfile.is_zipfile(path):
+                raise EdgefoldError(f"{what} {path}: is a .npz archive saved under a .npy name: rename it to .npz")
+            with open(path, "rb") as f:
+                _check_npy_size(f, path.stat().st_size, path.name)
             return np.load(path, allow_pickle=False), None
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if info.filename in ("x.npy", "y.npy"):
+                    with zf.open(info) as member:
+                        _check_npy_size(member, info.file_size, info.filename)
         with np.load(path, allow_pickle=False) as z:
             if not hasattr(z, "files"):
                 raise EdgefoldError(f"{what} {path}: not a .npz archive (a .npy saved under a .npz name?)")
@@ -77,7 +109,7 @@ def _read(path: Path, what: str) -> tuple[np.ndarray, np.ndarray | None]:
             return z["x"], (z["y"] if "y" in z.files else None)
     except EdgefoldError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except _READ_ERRORS as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise EdgefoldError(f"{what} {path}: not a readable {suffix} file: {first}") from None
 

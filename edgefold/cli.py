@@ -5,6 +5,7 @@ errors into one line and an exit code."""
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -13,6 +14,8 @@ from typing import NoReturn
 from edgefold.core.errors import EdgefoldError
 
 # Order is the order shown in --help.
+# The environment refused a write: the user's to fix (free space, another folder), not a bug in edgefold.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 COMMANDS = ["zoo", "train", "compress", "finetune", "export", "codegen", "targets", "build", "deploy", "bench", "hil",
             "report"]
 
@@ -40,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     except EdgefoldError as e:
         print(f"edgefold {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        if e.errno not in _WRITE_ERRNOS:
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        print(f"edgefold {args.command}: error: cannot write{where}: {e.strerror}", file=sys.stderr)
+        return EdgefoldError.exit_code
     except KeyboardInterrupt:
         print(f"edgefold {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -102,8 +102,9 @@ def load_options(section: str, options: dict[str, Any]) -> dict[str, Any]:
             import tomli as tomllib
         try:
             data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise EdgefoldError(f"cannot read {path}: {e}") from None
+        except (OSError, ValueError) as e:  # ValueError: TOMLDecodeError, or bytes that are not UTF-8
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise EdgefoldError(f"cannot read {path}: {why}") from None
         file_opts = data.get(section, {})
         if not isinstance(file_opts, dict):
             raise EdgefoldError(f"{path}: [{section}] must be a table")

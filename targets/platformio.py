@@ -25,12 +25,18 @@ from edgefold.core.fsutil import write_text
 
 # The versions the generated projects are pinned to, one definition each, so that a build made today and one made
 # next year fetch the same compiler, core and TFLM sources. nordicnrf52 10.11.0 brings ArduinoCore-mbed ~4.5.0 and
-# GCC ARM 7.x; espressif32 6.13.0 brings Arduino-ESP32 2.0.17 (ESP-IDF 4.4); the TFLM glue (firmware/tflm) was
-# compiled against Chirale_TensorFlowLite 2.0.0's sources.
+# GCC ARM 7.x; espressif32 6.13.0 brings Arduino-ESP32 2.0.17 (ESP-IDF 4.4).
 NORDICNRF52_VERSION = "10.11.0"
 ESPRESSIF32_VERSION = "6.13.0"
-TFLM_LIB_VERSION = "2.0.0"
-TFLM_LIB = f"spaziochirale/Chirale_TensorFLowLite@{TFLM_LIB_VERSION}"
+# The TFLM the `tflm` backend runs on a real board is the copy this Arduino library bundles (2.0.0: TFLM of early
+# 2023), not the host's tflite-micro. Pinned exactly: the output check's tolerance (targets/serial_board.py) is
+# documented for these kernels, and a caret range would let a rebuild pick others.
+TFLM_LIBRARY = "spaziochirale/Chirale_TensorFLowLite"
+TFLM_LIBRARY_VERSION = "2.0.0"
+TFLM_LIB = f"{TFLM_LIBRARY}@{TFLM_LIBRARY_VERSION}"
+# Largest |device - host| int8 output difference accepted from that library (its MEAN kernel rounds differently
+# from the host's TFLM; up to 8 LSB on the zoo models, as reported in issue 11); larger is a real mismatch.
+TFLM_LIBRARY_TOLERANCE_LSB = 8
 
 
 @dataclass(frozen=True)

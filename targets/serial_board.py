@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import time
+import zlib
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import numpy as np
 from edgefold.targets import fit, mcu, platformio, usb
 from edgefold.targets.base import BenchResult, BuildResult, FitReport, FlashResult, Opt, Target
 from edgefold.targets.fit import BoardBudget
@@ -21,6 +23,49 @@ from edgefold.targets.serial_link import LinkClosed, LinkTimeout, SerialLink
 
 from edgefold.core.errors import DeviceError, EdgefoldError, ToolchainMissing
 from edgefold.core.fsutil import ensure_dir, write_json
+
+
+def _host_tflm() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"tflite-micro {version('tflite-micro')}"
+    except PackageNotFoundError:
+        return "the host's tflite-micro"
+
+
+def check_output(device: bytes | None, device_crc: int | None, expected: bytes, backend: str) -> dict[str, Any]:
+    """Compare a board's int8 output with the host's (TFLM host interpreter) and say why they may differ.
+
+    verdict: "exact" (same CRC), "within_tolerance" (tflm backend: the board's library TFLM rounds differently;
+    the measured difference and the reason are in the record), "mismatch" (another result: an error), or
+    "unverified" (CRC differs and the board sent no output bytes to measure by how much).
+    """
+    want = zlib.crc32(expected)
+    base: dict[str, Any] = {"expected_crc32": want, "device_crc32": device_crc, "backend": backend,
+                            "max_abs_diff_lsb": 0, "compared": len(expected),
+                            "tolerance_lsb": platformio.TFLM_LIBRARY_TOLERANCE_LSB if backend == "tflm" else 0}
+    if device_crc == want:
+        return {**base, "verdict": "exact", "reason": "output CRC equals the host's"}
+    if not device:
+        return {**base, "verdict": "unverified", "max_abs_diff_lsb": None, "compared": 0,
+                "reason": "output CRC differs from the host's and the board sent no output bytes to compare"}
+    n = min(len(device), len(expected))
+    if len(device) > len(expected) or n == 0:
+        return {**base, "verdict": "mismatch", "max_abs_diff_lsb": None, "compared": 0,
+                "reason": f"the board sent {len(device)} output bytes, the model has {len(expected)}"}
+    d = np.frombuffer(device[:n], np.int8).astype(np.int16) - np.frombuffer(expected[:n], np.int8).astype(np.int16)
+    diff = int(np.abs(d).max())
+    part = f" over {n} of {len(expected)} outputs (the rest was not sent)" if n < len(expected) else ""
+    base.update(max_abs_diff_lsb=diff, compared=n)
+    if backend == "tflm" and diff <= platformio.TFLM_LIBRARY_TOLERANCE_LSB:
+        return {**base, "verdict": "within_tolerance",
+                "reason": f"tflm library {platformio.TFLM_LIB} (TFLM of early 2023) differs from {_host_tflm()}; "
+                          f"max |Δ| = {diff} LSB{part}, within the documented tolerance of "
+                          f"{platformio.TFLM_LIBRARY_TOLERANCE_LSB} LSB"}
+    why = (f"above the {platformio.TFLM_LIBRARY_TOLERANCE_LSB} LSB the tflm library's kernels explain"
+           if backend == "tflm" else "the edgefold runtime is bit-exact with the host")
+    return {**base, "verdict": "mismatch", "reason": f"max |Δ| = {diff} LSB{part}: {why}"}
 
 
 class SerialBoardTarget(Target):
@@ -89,7 +134,9 @@ class SerialBoardTarget(Target):
     def build(self, build_input: Path, out_dir: Path, backend: str, runs: int, warmup: int) -> BuildResult:
         proj, fw = self.generate(build_input, out_dir, backend, runs, warmup)
         b = platformio.build(proj, self.spec.name, self.build_timeout_s, self.offline)
+        expected = Path(build_input) / "expected_output.bin"
         meta = {"model_id": fw.header.model_id, "input_crc": fw.input_crc, "backend": backend, "runs": runs,
+                "expected_output": expected.read_bytes().hex() if expected.is_file() else None,
                 "warmup": warmup, "project": str(proj), "ram_total": b.ram_total, "flash_total": b.flash_total,
                 "arena_bytes": fw.header.arena_bytes, "macs": fw.header.macs,
                 "sizes_note": "PlatformIO static sizes (size -A); heap/PSRAM arenas are reported by the firmware"}
@@ -126,6 +173,12 @@ class SerialBoardTarget(Target):
                     res = read_bench(link, min(self.idle_timeout_s, timeout_s), timeout_s, parser)
                 res.extra["attempts"] = attempt
                 res.extra["port"] = port
+                if build.extra.get("expected_output"):
+                    chk = check_output(res.output, res.output_crc, bytes.fromhex(build.extra["expected_output"]),
+                                       str(build.extra.get("backend")))
+                    res.extra["output_check"] = chk
+                    res.extra["output_crc_match"] = {"exact": True, "within_tolerance": True,
+                                                     "mismatch": False}.get(chk["verdict"])
                 return res
             except LinkClosed as e:
                 errors.append(str(e))

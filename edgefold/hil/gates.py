@@ -25,7 +25,10 @@ def parse_bytes(v: Any, where: str) -> int:
     m = re.fullmatch(r"\s*([\d.,_]+)\s*([kKmM]i?[bB]?|[bB])?\s*", str(v))
     if not m:
         raise EdgefoldError(f"{where}: expected a size like 256K or 983040, got {v!r}")
-    num = float(m.group(1).replace(",", "").replace("_", ""))
+    try:
+        num = float(m.group(1).replace(",", "").replace("_", ""))
+    except ValueError:
+        raise EdgefoldError(f"{where}: expected a size like 256K or 983040, got {v!r}") from None
     unit = (m.group(2) or "").lower()[:1]
     return int(num * {"k": 1024, "m": 1024 * 1024}.get(unit, 1))
 

@@ -10,6 +10,7 @@ Every mistake is a one-line EdgefoldError naming the file and key.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 from collections.abc import Iterable
@@ -121,6 +122,12 @@ def _target_names() -> list[str]:
     return registry.names()
 
 
+def _table(v: Any, where: str) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise EdgefoldError(f"{where}: must be a table, got {type(v).__name__} {v!r:.40}")
+    return v
+
+
 def _as_list(v: Any) -> list[Any]:
     return list(v) if isinstance(v, list) else [v]
 
@@ -137,21 +144,25 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
     """Read and validate a matrix file; every mistake is a one-line EdgefoldError naming the file and key."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise EdgefoldError(f"matrix file {path} not found") from None
+    except OSError as e:
+        raise EdgefoldError(f"matrix file {path} cannot be read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise EdgefoldError(f"matrix {path}: not UTF-8 text (byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise EdgefoldError(f"matrix {path}: {e}") from None
     where = f"matrix {path.name}"
     unknown = set(raw) - {"defaults", "gates", "devices", "matrix"}
     if unknown:
         raise EdgefoldError(f"{where}: unknown table {sorted(unknown)[0]!r} (known: defaults, gates, devices, matrix)")
-    gates = Gates.parse(raw.get("gates", {}), f"{where} [gates]")
-    defaults = raw.get("defaults", {})
+    gates = Gates.parse(_table(raw.get("gates", {}), f"{where} [gates]"), f"{where} [gates]")
+    defaults = _table(raw.get("defaults", {}), f"{where} [defaults]")
     blocks = raw.get("matrix", [])
     if isinstance(blocks, dict):
         blocks = [blocks]
-    if not blocks:
+    if not isinstance(blocks, list) or not blocks:
         raise EdgefoldError(f"{where}: no [[matrix]] blocks")
 
     cells: list[Cell] = []
@@ -161,7 +172,7 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
     digests: dict[str, str] = {}
     for i, block in enumerate(blocks, 1):
         bw = f"{where} [[matrix]] #{i}"
-        merged = {**defaults, **block}
+        merged = {**defaults, **_table(block, bw)}
         bad = set(merged) - set(AXES) - set(CELL_OPTIONS)
         if bad:
             raise EdgefoldError(f"{bw}: unknown key {sorted(bad)[0]!r} (axes: {', '.join(AXES)}; "
@@ -171,12 +182,12 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
                 raise EdgefoldError(f"{bw}: {axis!r} is required")
         axes = {a: _as_list(merged.get(a, AXIS_DEFAULTS.get(a))) for a in AXES}
         faults = _as_list(merged.get("fault")) if merged.get("fault") is not None else [None]
-        cell_gates = Gates.parse(merged.get("gates", {}), f"{bw} gates", base=gates)
+        cell_gates = Gates.parse(_table(merged.get("gates", {}), f"{bw} gates"), f"{bw} gates", base=gates)
         runs = merged.get("runs")
         if runs is not None and (not isinstance(runs, int) or isinstance(runs, bool) or runs < 1):
             raise EdgefoldError(f"{bw}: runs must be a positive integer, got {runs!r}")
         timeout = merged.get("timeout", 900)
-        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout < math.inf:
             raise EdgefoldError(f"{bw}: timeout must be a positive number of seconds, got {timeout!r}")
         extra = merged.get("args", [])
         if not isinstance(extra, list) or not all(isinstance(a, str) for a in extra):
@@ -221,12 +232,12 @@ def load_matrix(path: str | os.PathLike) -> Matrix:
                                     cells.append(c)
 
     devices: dict[str, DeviceConfig] = {}
-    raw_dev = raw.get("devices", {})
+    raw_dev = _table(raw.get("devices", {}), f"{where} [devices]")
     for t in sorted({c.target for c in cells} | set(raw_dev)):
         info = target_info(t)
         if info is None:
             raise EdgefoldError(f"{where}: unknown target {t!r} (known: {', '.join(_target_names())})")
-        d = raw_dev.get(t, {})
+        d = _table(raw_dev.get(t, {}), f"{where} [devices.{t}]")
         bad = set(d) - {"usb", "port", "options", "args"}
         if bad:
             raise EdgefoldError(f"{where} [devices.{t}]: unknown key {sorted(bad)[0]!r} "

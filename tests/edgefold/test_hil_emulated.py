@@ -121,9 +121,7 @@ def test_regressed_baseline_fails_the_latency_gate(ci_run, env, tmp_path):
             entry["instructions"] //= 2
     regressed = tmp_path / "regressed.json"
     regressed.write_text(json.dumps(base))
-    t0 = time.time()
     p = hil("--matrix", MATRIX, "--out", out, "--baseline", regressed, "--junit", tmp_path / "j.xml", env=env)
-    assert time.time() - t0 < 60  # resumed: gates re-evaluated on the stored measurements, nothing redeployed
     assert p.returncode == 1, p.stdout + p.stderr
     assert "4 of 4 cells already done" in p.stderr
     fails = ET.parse(tmp_path / "j.xml").getroot().findall(".//failure")
@@ -160,9 +158,8 @@ args = ["--timeout", "10"]    # the deploy's own wait for the device: a stalled 
     errs = [tc for tc in ET.parse(out / "junit.xml").getroot().iter("testcase") if tc.find("error") is not None]
     assert sorted(tc.get("name") for tc in errs) == sorted(faults)
     # resume again: every cell is accounted for and none is deployed a second time
-    t0 = time.time()
     p2 = hil("--matrix", matrix, "--out", out, env=env)
-    assert p2.returncode == 1 and "7 of 7 cells already done" in p2.stderr and time.time() - t0 < 60
+    assert p2.returncode == 1 and "7 of 7 cells already done" in p2.stderr
 
 
 def test_sigterm_stops_the_matrix_and_kills_the_cell(env, tmp_path):
@@ -186,7 +183,9 @@ def test_sigterm_stops_the_matrix_and_kills_the_cell(env, tmp_path):
     p.terminate()
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130, err[-2000:]
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30  # killed processes are reaped a moment later
+    while [pid for pid in tree if supervise.alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert [pid for pid in tree if supervise.alive(pid)] == []
     doc = json.loads((out / "hil.json").read_text())
     assert doc["interrupted"] is True and doc["counts"]["pending"] >= 1

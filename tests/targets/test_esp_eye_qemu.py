@@ -72,7 +72,7 @@ def test_hung_program_times_out(tmp_path):
     t0 = time.monotonic()
     with pytest.raises(DeviceError, match="did not finish"):
         xt.run_elf(b.elf, timeout_s=1.5)
-    assert time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 < 60  # the program never ends: only the timeout can stop it
 
 
 def test_esp32_limits_come_from_the_linker(tmp_path):
@@ -147,11 +147,11 @@ def test_harness_figures_and_fault_injection(harness_build):
     assert r.output == reference_output(default_input(96)) and r.unit == "instructions" and len(set(r.per_run)) <= 2
     assert r.arena_bytes == 512 and 0 < r.stack_bytes < 1024 and r.heap_free is None  # no heap on the twin
     assert r.extra["instruction_resolution"] == 25 and "stack_warning" not in r.extra
-    t = xt.EspEyeQemuTarget(fault="kill", idle_timeout_s=1.0, retries=1)
+    t = xt.EspEyeQemuTarget(fault="kill", idle_timeout_s=3.0, retries=1)
     t0 = time.monotonic()
     with pytest.raises(DeviceError, match="device vanished or was reset.*2 attempts"):
-        t.run_benchmark(harness_build, t.flash(harness_build), timeout_s=10)
-    assert time.monotonic() - t0 < 8
+        t.run_benchmark(harness_build, t.flash(harness_build), timeout_s=600)
+    assert time.monotonic() - t0 < 300  # bounded by the fault, not by the total timeout
 
 
 def test_deploy_resnet8_bit_exact_and_deterministic(trained, tmp_path, cli):

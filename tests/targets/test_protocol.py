@@ -186,3 +186,28 @@ def test_every_firmware_error_code_is_named():
 
     codes = {int(c) for c in re.findall(r"#define EF_ERR_\w+ \((-\d+)\)", (BOARDS_DIR / "ef_board.h").read_text())}
     assert codes and codes == set(ERROR_CODES)
+
+
+def _bytes_to_lines(raw: bytes) -> list[str]:
+    """What the serial link hands the parser: lines split on \\n, decoded as ASCII with replacement."""
+    return [chunk.rstrip(b"\r").decode("ascii", errors="replace") for chunk in raw.split(b"\n")]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_any_serial_bytes_give_a_result_or_one_device_error_line(data):
+    """Bytes as they come off the wire: a clean session mutated byte by byte, or raw garbage. Every outcome is a
+    parsed result or one line of DeviceError; never another exception."""
+    clean = "\n".join(session([5, 6, 7], bytes(range(40)))).encode()
+    if data.draw(st.booleans()):
+        raw = bytearray(clean)
+        for pos, value in data.draw(st.lists(st.tuples(st.integers(0, len(raw) - 1), st.integers(0, 255)),
+                                             min_size=1, max_size=10)):
+            raw[pos] = value
+        blob = bytes(raw)
+    else:
+        blob = data.draw(st.binary(max_size=400))
+    try:
+        parse(_bytes_to_lines(blob))
+    except DeviceError as e:
+        assert str(e) and "\n" not in str(e), repr(str(e))

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import time
 import zlib
+from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
-from edgefold.targets import usb
+from edgefold.targets import platformio, usb
 from edgefold.targets.base import BuildResult, FlashResult
 from edgefold.targets.esp_eye import EspEyeTarget
 from edgefold.targets.nano33ble import Nano33BleTarget
 from edgefold.targets.protocol import format_record
+from edgefold.targets.serial_board import check_output
 from fakeboard import FakeBoard, session
 
 from edgefold.core.errors import DeviceError
+from edgefold.pipeline import output_match
 
 OUT = bytes([1, 250, 3, 4, 5])
 BUILD = BuildResult(artifact=None, extra={"model_id": "0123456789abcdef", "backend": "edgefold"})  # type: ignore
@@ -126,3 +130,62 @@ def test_touch_1200_on_a_port():
         board.stop()
     with pytest.raises(DeviceError, match="1200-baud touch"):
         usb.touch_1200("/dev/does-not-exist")
+
+
+# ------------------------------------------------------------------ tflm backend: the board's own TFLM library
+
+EXPECTED = bytes(np.array([12, -40, 7, 90, -128, 3, 0, -5, 66, 1], dtype=np.int8).tobytes())
+
+
+def _shifted(delta: dict[int, int]) -> bytes:
+    a = np.frombuffer(EXPECTED, np.int8).astype(np.int16)
+    for i, d in delta.items():
+        a[i] += d
+    return np.clip(a, -128, 127).astype(np.int8).tobytes()
+
+
+def _run_backend(backend: str, device_out: bytes):
+    build = BuildResult(artifact=None, extra={"model_id": "0123456789abcdef", "backend": backend,  # type: ignore
+                                              "expected_output": EXPECTED.hex()})
+    board = FakeBoard(lambda b, n: session([100, 101], device_out, backend=backend))
+    try:
+        t = Nano33BleTarget(idle_timeout_s=5.0, open_timeout_s=5.0, retries=0)
+        return t.run_benchmark(build, FlashResult(port=board.port), timeout_s=30)
+    finally:
+        board.stop()
+
+
+def test_tflm_library_difference_is_reported_not_a_crc_failure():
+    """The board's library TFLM rounds MEAN differently: 3 LSB off is reported with its reason, and the deploy's
+    output check (pipeline.output_match) passes on it instead of raising a CRC mismatch."""
+    r = _run_backend("tflm", _shifted({0: 3, 4: 1, 9: -2}))
+    chk = r.extra["output_check"]
+    assert chk["verdict"] == "within_tolerance" and chk["max_abs_diff_lsb"] == 3 and chk["compared"] == 10
+    assert platformio.TFLM_LIB in chk["reason"] and "max |Δ| = 3 LSB" in chk["reason"]
+    assert r.output_crc != zlib.crc32(EXPECTED)  # the CRC really differs: this is not passed off as bit-exact
+    assert output_match(r, None, "mcu") is True  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend, out, verdict", [
+    ("tflm", EXPECTED, "exact"),
+    ("tflm", _shifted({3: 40, 5: -17}), "mismatch"),  # another model's logits: far outside the library's rounding
+    ("tflm", _shifted({2: platformio.TFLM_LIBRARY_TOLERANCE_LSB + 1}), "mismatch"),
+    ("edgefold", _shifted({0: 1}), "mismatch"),  # the edgefold runtime is bit-exact: 1 LSB is already wrong
+])
+def test_output_check_verdicts(backend, out, verdict):
+    r = _run_backend(backend, out)
+    assert r.extra["output_check"]["verdict"] == verdict, r.extra["output_check"]
+    assert output_match(r, None, "mcu") is (verdict == "exact")  # type: ignore[arg-type]
+
+
+def test_unmeasurable_difference_is_unverified_not_a_mismatch():
+    chk = check_output(None, 123, EXPECTED, "tflm")
+    assert chk["verdict"] == "unverified" and "no output bytes" in chk["reason"]
+    assert check_output(EXPECTED + b"\0", 1, EXPECTED, "tflm")["verdict"] == "mismatch"
+
+
+def test_tflm_library_is_pinned_in_projects_and_docs():
+    assert platformio.TFLM_LIB == f"{platformio.TFLM_LIBRARY}@{platformio.TFLM_LIBRARY_VERSION}"
+    assert not any(c in platformio.TFLM_LIBRARY_VERSION for c in "^~<>=*")  # an exact version, not a range
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "targets.md").read_text()
+    assert platformio.TFLM_LIB in docs and f"{platformio.TFLM_LIBRARY_TOLERANCE_LSB} LSB" in docs
