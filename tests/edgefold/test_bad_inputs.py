@@ -166,8 +166,24 @@ CASES: list[tuple[str, list[str], str]] = [
     ("hil-zero-jobs", ["hil", "--matrix", "none.toml", "--out", "good", "--jobs", "0"], r"--jobs must be"),
     ("report-missing-input", ["report", "nothing-here", "--out", "good"], r"nothing-here not found"),
 ]
+CASES.append(("deploy-platformio-platform-missing", ["deploy", *Q, "--target", "nano33ble"],
+              r"PlatformIO platform 'nordicnrf52' is not installed|PlatformIO not found"))  # PLATFORMIO_CORE_DIR empty
 if shutil.which("trtexec") is None and not os.path.exists("/usr/src/tensorrt/bin/trtexec"):
     CASES.append(("deploy-tensorrt-without-trtexec", ["deploy", *J, "--backend", "tensorrt"], r"trtexec"))
+
+
+def _esp_eye_attached() -> bool:
+    try:
+        from edgefold.targets import usb
+
+        return bool(usb.find("esp-eye"))
+    except Exception:  # noqa: BLE001 - no serial subsystem: nothing attached
+        return False
+
+
+if not _esp_eye_attached():
+    CASES.append(("deploy-board-not-attached", ["deploy", *Q, "--target", "esp-eye", "--option", "offline=false"],
+                  r"no esp-eye attached \(looked for USB 10c4:ea60\)"))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
@@ -179,7 +195,8 @@ def test_bad_input_is_one_line_and_changes_nothing(world, tmp_path, case):
     port = str(_closed_port())
     argv = [a.replace("@PORT@", port) for a in argv]
     env = {**os.environ, "TMPDIR": str(work / "tmp"), "COLUMNS": "200", "NO_COLOR": "1",
-           "EDGEFOLD_TARGETS_TOML": str(work / "no-targets.toml"), "PYTHONWARNINGS": "ignore"}
+           "EDGEFOLD_TARGETS_TOML": str(work / "no-targets.toml"), "PYTHONWARNINGS": "ignore",
+           "PLATFORMIO_CORE_DIR": str(work / "no-platformio")}
     before = snapshot(work)
     r = subprocess.run([sys.executable, "-m", "edgefold", *argv], cwd=work, env=env, capture_output=True, text=True,
                        timeout=SEC, stdin=subprocess.DEVNULL)
