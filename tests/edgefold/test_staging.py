@@ -88,6 +88,15 @@ def test_stage_of_a_killed_process_is_removed_by_the_next_run(tmp_path):
     assert not stale.exists() and _siblings(dest) == []
 
 
+def test_a_linked_output_folder_stays_a_link(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with staged_output(tmp_path / "link") as stage:
+        (stage / "x").write_text("x")
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "x").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
 def test_output_under_a_file_is_refused_before_staging(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(EdgefoldError, match="not a folder"), staged_output(tmp_path / "f" / "run"):
