@@ -172,6 +172,8 @@ def staged_output(dest: str | os.PathLike, keep_failed: str | os.PathLike | None
     import time
 
     dest = check_output_dir(dest)
+    if dest.is_symlink():  # stage next to the real folder: the user's link stays a link
+        dest = dest.resolve()
     created: list[Path] = []
     up = dest.parent
     while not up.exists():
