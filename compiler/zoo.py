@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from edgefold.compiler import zoo_edge
 from torch import nn
 
 from edgefold.core.errors import EdgefoldError
@@ -211,6 +212,9 @@ ZOO: dict[str, tuple[Callable[..., nn.Module], tuple[int, ...]]] = {
     "mobilenetv1_025": (mobilenetv1_025, CIFAR_SHAPE),
     "vit_tiny": (vit_tiny, CIFAR_SHAPE),
 }
+
+# The edge test zoo (compiler/zoo_edge.py): common architectures users bring, at their small (CI) sizes.
+ZOO.update(zoo_edge.EDGE)
 
 # The six reference architectures (docs/models-and-data.md); resnet18_narrow is only used by the sweep.
 REFERENCE = ["resnet8", "resnet18", "vgg11_bn", "dscnn", "mobilenetv1_025", "vit_tiny"]
