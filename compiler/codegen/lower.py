@@ -237,6 +237,12 @@ class Lowerer:
         if dw:
             self.need(op, oc % c == 0, "channel multiplier")
             fn = "ef_depthwise_conv_2d"
+            if oc == c and c % 4 == 0:  # the packed kernel's interior pixels fold the input offset into the bias
+                full = w.data.reshape(-1, oc).astype(np.int64).sum(0) * -x.zero_point
+                if bi >= 0:
+                    full = full + self.t(bi).data.reshape(-1).astype(np.int64)
+                if np.abs(full).max(initial=0) < (1 << 31):
+                    fields["bias_full"] = self.const(full, "int32_t", f"bf{op.index}")
         else:
             self.need(op, as_conv or (c % w.shape[3] == 0 and oc % groups == 0), "filter depth does not divide the "
                       "input channels")

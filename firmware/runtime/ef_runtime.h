@@ -24,6 +24,7 @@ typedef struct {
     const int32_t *bias;        /* may be NULL */
     const int32_t *mult;        /* per output channel */
     const int32_t *shift;
+    const int32_t *bias_full;   /* depthwise, may be NULL: bias + in_offset x the channel's whole-window weight sum */
 } ef_conv_params;
 
 typedef struct {
