@@ -1,6 +1,7 @@
-"""The CI hardware-in-the-loop matrix on the emulated twins, timed: examples/ci/hil-emulated.toml (nano33ble-qemu x
-{fold, mag1} x {0, 0.5} and jetson-local), every cell a real `edgefold deploy`. Prints each cell's figures, the
-matrix wall time, and the time of a resumed run (gates only, nothing redeployed), then builds the report.
+"""The CI hardware-in-the-loop matrix on the emulated twins, timed: examples/ci/hil-emulated.toml (nano33ble-qemu fold
+at r=0, {fold, mag1} at r=0.5 with 2 recovery epochs, and jetson-local), every cell a real `edgefold deploy`. Prints
+each cell's figures, the matrix wall time, and the time of a resumed run (gates only, nothing redeployed), then
+builds the report.
 
     .venv/bin/python benchmarks/hil_emulated.py [--matrix examples/ci/hil-emulated.toml] [--out runs/hil-bench]
 """

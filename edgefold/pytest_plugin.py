@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,8 +83,8 @@ class _Deployer:
     def __init__(self, config: pytest.Config, root: Path) -> None:
         self.target = _target(config)
         self.port = config.getoption("edgefold_port")
-        self.options = dict(it.split("=", 1) for it in config.getoption("edgefold_option"))
-        self.options = {k.strip().replace("-", "_"): v for k, v in self.options.items()}
+        pairs = (it.split("=", 1) for it in config.getoption("edgefold_option"))
+        self.options = {k.strip().replace("-", "_"): v for k, v in pairs}  # as `edgefold deploy --option`
         self.root = root
         self.done: dict[str, DeployResult | str] = {}
 
@@ -134,7 +134,7 @@ def edgefold_target(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def edgefold_deploy(request: pytest.FixtureRequest,
-                    _edgefold_deployer: _Deployer) -> Iterator[Callable[..., DeployResult]]:
+                    _edgefold_deployer: _Deployer) -> Callable[..., DeployResult]:
     """edgefold_deploy(model=..., weights=..., method=..., ratio=..., ...) -> DeployResult on --edgefold-target.
 
     Keywords are edgefold.api.DeployConfig's fields (as `edgefold deploy`'s flags). The measurements are also
@@ -150,4 +150,4 @@ def edgefold_deploy(request: pytest.FixtureRequest,
         request.node.user_properties.extend((k, v) for k, v in props.items() if v is not None)
         return r
 
-    yield run
+    return run

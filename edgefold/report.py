@@ -19,6 +19,7 @@ from typing import Any
 from edgefold.core.artifacts import DeployResult
 from edgefold.core.errors import EdgefoldError
 from edgefold.core.fsutil import ensure_dir, write_bytes, write_json, write_text
+from edgefold.core.provenance import provenance, short_commit
 from edgefold.core.vocab import METHODS
 
 REPORT_SCHEMA = "edgefold-report/1"
@@ -49,6 +50,8 @@ class Row:
     status: str = "ok"  # for hil cells: passed | failed
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    cell_id: str = ""  # hil cells: the matrix cell (also its baseline key)
+    gates: list[dict[str, Any]] = field(default_factory=list)  # hil cells: name, ok, message, applied, verdict
 
     @property
     def group(self) -> tuple[str, str, str]:
@@ -140,7 +143,150 @@ def _rows_from_hil(doc: dict[str, Any], src: Path) -> Iterable[Row]:
         if c.get("result") and not (c.get("params") or {}).get("fault"):
             r = row_from_result(c["result"], f"{src}#{c.get('id')}", status=c.get("status", "ok"))
             if r:
+                r.cell_id, r.gates = str(c.get("id", "")), [_gate(g) for g in c.get("gates") or []]
                 yield r
+
+
+def _gate(g: dict[str, Any]) -> dict[str, Any]:
+    """A stored gate result with its verdict (hil.json files from before verdicts were written lack it)."""
+    v = g.get("verdict") or ("FAIL" if not g.get("ok") else "ok" if g.get("applied", True) else "off")
+    return {**g, "verdict": v}
+
+
+# --------------------------------------------------------------------------------------------------- runs
+
+
+@dataclass
+class Run:
+    """One `edgefold hil` run: from an input's hil.json (the run shown) or a history.jsonl line (a trend point)."""
+
+    run_id: str
+    provenance: dict[str, Any]
+    counts: dict[str, int]
+    baseline: str | None
+    gates_off: list[str]
+    notices: list[str]
+    cells: dict[str, dict[str, Any]]  # cell id -> status, latency_ms, instructions, ram, flash, int8, gates
+    source: str
+
+    @property
+    def date(self) -> str:
+        return str(self.provenance.get("date") or "")
+
+
+def _hil_docs(paths: Iterable[Path]) -> Iterable[tuple[Path, dict[str, Any]]]:
+    for p in paths:
+        f = p / "hil.json" if p.is_dir() else p
+        if f.name == "hil.json" and f.is_file():
+            doc = _read_json(f)
+            if isinstance(doc, dict) and "cells" in doc:
+                yield f, doc
+
+
+def _ms(lat: dict[str, Any]) -> float | None:
+    v = _f(lat.get("value"))
+    return None if v is None else {"ms": v, "us": v / 1000.0, "s": v * 1000.0}.get(lat.get("unit", ""))
+
+
+def run_from_hil(doc: dict[str, Any], src: Path) -> Run:
+    cells: dict[str, dict[str, Any]] = {}
+    for c in doc.get("cells", []):
+        res = c.get("result") or {}
+        acc = res.get("accuracy") or {}
+        cells[str(c.get("id"))] = {
+            "status": c.get("status"), "latency_ms": _ms(res.get("latency") or {}),
+            "latency_kind": (res.get("latency") or {}).get("kind"), "instructions": _f(res.get("instructions")),
+            "ram": (res.get("ram") or {}).get("total"), "flash": res.get("flash"), "int8": acc.get("int8"),
+            "agreement": acc.get("agreement"), "emulated": res.get("emulated"),
+            "fault": (c.get("params") or {}).get("fault"),
+            "gates": {g.get("name"): _gate(g)["verdict"] for g in c.get("gates") or []}}
+    return Run(str(doc.get("run_id") or ""), dict(doc.get("provenance") or {}), dict(doc.get("counts") or {}),
+               doc.get("baseline"), list(doc.get("gates_off") or []), list(doc.get("notices") or []), cells, str(src))
+
+
+def collect_runs(paths: Iterable[str | os.PathLike]) -> list[Run]:
+    """The hil runs among the inputs (deploy folders have none)."""
+    return [run_from_hil(doc, f) for f, doc in _hil_docs(map(Path, paths))]
+
+
+HISTORY_SCHEMA = "edgefold-hil-history/1"
+
+
+def load_history(paths: Iterable[str | os.PathLike], extra: Iterable[str | os.PathLike] = ()) -> list[Run]:
+    """Runs recorded in history.jsonl (next to each input's hil.json, and the `extra` files), oldest first; a run
+    recorded twice counts once. A line that is not a history record is an error naming the file and line."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        d = p if p.is_dir() else p.parent
+        if (d / "history.jsonl").is_file() and (d / "hil.json").is_file():
+            files.append(d / "history.jsonl")
+    for e in map(Path, extra):
+        if not e.is_file():
+            raise EdgefoldError(f"history file {e} not found")
+        files.append(e)
+    runs: dict[str, Run] = {}
+    for f in dict.fromkeys(p.resolve() for p in files):
+        for i, line in enumerate(f.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise EdgefoldError(f"{f}:{i}: not JSON ({e})") from None
+            if not isinstance(d, dict) or d.get("schema") != HISTORY_SCHEMA:
+                raise EdgefoldError(f"{f}:{i}: not an {HISTORY_SCHEMA} record (history written by `edgefold hil`)")
+            runs[str(d.get("run_id"))] = Run(str(d.get("run_id")), dict(d.get("provenance") or {}),
+                                             dict(d.get("counts") or {}), d.get("baseline"),
+                                             list(d.get("gates_off") or []), [], dict(d.get("cells") or {}),
+                                             f"{f}:{i}")
+    return sorted(runs.values(), key=lambda r: r.date)
+
+
+BASELINE_SCHEMA = "edgefold-hil-baseline/1"
+
+
+def load_baseline(runs: list[Run], path: str | os.PathLike | None) -> tuple[Path | None, dict[str, Any], str]:
+    """(file, cells, note): `path`, else the baseline the hil run was given (as written in hil.json: relative to the
+    folder `edgefold hil` ran in, tried also next to hil.json). note says why there are no deltas, if there are none."""
+    cands: list[Path] = []
+    if path is not None:
+        cands = [Path(path)]
+        if not cands[0].is_file():
+            raise EdgefoldError(f"baseline {path} not found")
+    else:
+        named = [r for r in runs if r.baseline]
+        if not named:
+            return None, {}, ("no baseline: the hil run had none, so its latency gate was OFF"
+                              if runs else "no hil run among the inputs")
+        b = Path(str(named[0].baseline))
+        cands = [b] if b.is_absolute() else [b, Path(named[0].source).parent / b]
+    for c in cands:
+        if c.is_file():
+            doc = _read_json(c)
+            if not isinstance(doc, dict) or doc.get("schema") != BASELINE_SCHEMA:
+                raise EdgefoldError(f"baseline {c}: not an {BASELINE_SCHEMA} file")
+            return c, dict(doc.get("cells") or {}), ""
+    return None, {}, f"baseline {cands[0]} (named in hil.json) not found from here: pass --baseline FILE"
+
+
+def baseline_deltas(rows: list[Row], base: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per hil cell with a baseline entry: latency (instructions on twins, as the gate compares), RAM, Flash as
+    (baseline, now, change in %)."""
+    out = []
+    for r in rows:
+        b = base.get(r.cell_id) if r.cell_id else None
+        if not b:
+            continue
+        if r.instructions is not None and _f(b.get("instructions")) is not None:
+            lat = ("instructions", float(b["instructions"]), r.instructions)
+        else:
+            lat = ("latency (ms)", _ms(b.get("latency") or {}), r.runtime_ms)
+        d: dict[str, Any] = {"cell": r.cell_id, "status": r.status, "latency_metric": lat[0]}
+        for name, bv, nv in (("latency", lat[1], lat[2]), ("ram", _f(b.get("ram_total")), r.ram),
+                             ("flash", _f(b.get("flash")), r.flash)):
+            d[name] = (bv, nv, None if bv in (None, 0) or nv is None else (nv / bv - 1.0) * 100.0)
+        out.append(d)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------- tables
@@ -228,8 +374,78 @@ LEGEND = (f"{EST_MARK} = estimated runtime (instructions counted on an emulated 
           "Flash: program + model on MCUs, the stored model on Linux targets. KB = 1024 bytes.")
 
 
-def markdown(rows: list[Row], images: dict[str, str], title: str) -> str:
-    out = [f"# {title}", "", LEGEND, ""]
+@dataclass
+class Context:
+    """What the report shows besides the device tables: its own provenance, the hil runs, the baseline, history."""
+
+    provenance: dict[str, Any] = field(default_factory=dict)
+    runs: list[Run] = field(default_factory=list)
+    history: list[Run] = field(default_factory=list)
+    baseline_path: Path | None = None
+    baseline_note: str = ""
+    deltas: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _prov_line(p: dict[str, Any]) -> str:
+    return (f"{p.get('date') or '–'} · edgefold {p.get('edgefold_version') or '?'} · commit "
+            f"{short_commit(p)}")
+
+
+def _fmt_num(v: Any) -> str:
+    f = _f(v)
+    return "–" if f is None else f"{f:,.0f}" if abs(f) >= 100 else f"{f:.3g}"
+
+
+def _fmt_delta(d: float | None) -> str:
+    return "–" if d is None else f"{d:+.1f}%"
+
+
+GATE_ORDER = ("agreement", "accuracy", "accuracy_drop", "accuracy_kept", "output_crc", "ram", "flash", "latency")
+
+
+def _gate_names(rows: list[Row]) -> list[str]:
+    names = {g["name"] for r in rows for g in r.gates}
+    return [n for n in GATE_ORDER if n in names] + sorted(names - set(GATE_ORDER))
+
+
+def _counts_text(c: dict[str, int]) -> str:
+    return ", ".join(f"{c.get(k, 0)} {k}" for k in ("passed", "failed", "error", "skipped") if c.get(k)) or "–"
+
+
+def markdown(rows: list[Row], images: dict[str, str], title: str, ctx: Context | None = None) -> str:
+    ctx = ctx or Context()
+    out = [f"# {title}", ""]
+    if ctx.provenance:
+        out += [f"Report made {_prov_line(ctx.provenance)}.", ""]
+    out += [LEGEND, ""]
+    if ctx.runs:
+        out += ["## Runs", "", "| run | date | edgefold | commit | baseline | cells |", "|---|---|---|---|---|---|"]
+        for r in ctx.runs:
+            out.append(f"| {r.run_id} | {r.provenance.get('date') or '–'} | "
+                       f"{r.provenance.get('edgefold_version') or '–'} | {short_commit(r.provenance)} | "
+                       f"{r.baseline or 'none: latency gate OFF'} | {_counts_text(r.counts)} |")
+        out += [""] + [f"> ⚠️ {w}" for r in ctx.runs for w in r.gates_off + r.notices] + [""]
+    gated = [r for r in rows if r.gates]
+    if gated:
+        names = _gate_names(gated)
+        out += ["## Gate verdicts", "", "| cell | status | " + " | ".join(names) + " |",
+                "|---|---|" + "---|" * len(names)]
+        for r in gated:
+            v = {g["name"]: g["verdict"] for g in r.gates}
+            out.append(f"| `{r.cell_id}` | {r.status} | " + " | ".join(v.get(n, "–") for n in names) + " |")
+        out.append("")
+    if ctx.runs:
+        out += ["## Baseline deltas", ""]
+        if ctx.deltas:
+            out += [f"Against `{ctx.baseline_path}`.", "", "| cell | latency metric | baseline | now | Δ | RAM Δ | "
+                    "Flash Δ |", "|---|---|---:|---:|---:|---:|---:|"]
+            for d in ctx.deltas:
+                b, n, dl = d["latency"]
+                out.append(f"| `{d['cell']}` | {d['latency_metric']} | {_fmt_num(b)} | {_fmt_num(n)} | "
+                           f"{_fmt_delta(dl)} | {_fmt_delta(d['ram'][2])} | {_fmt_delta(d['flash'][2])} |")
+        else:
+            out.append(ctx.baseline_note or "no baseline entries for these cells")
+        out.append("")
     for t in device_tables(rows):
         head = "| device | metric | " + " | ".join(_ratio_label(q) for q in t["ratios"]) + " |"
         out += [f"## {t['title']}", "", head, "|---|---|" + "---:|" * len(t["ratios"])]
@@ -244,8 +460,20 @@ def markdown(rows: list[Row], images: dict[str, str], title: str) -> str:
         for model, method, repair, vals in acc["rows"]:
             out.append(f"| {model} | {method} | {repair} | " + " | ".join(vals) + " |")
         out.append("")
-    if images:
-        out += ["## Plots", ""] + [f"![{name}]({fname})" for name, fname in images.items()] + [""]
+    if ctx.runs or ctx.history:
+        out += ["## History", ""]
+        if ctx.history:
+            out += ["| date | run | edgefold | commit | cells | gates off |", "|---|---|---|---|---|---|"]
+            for h in ctx.history:
+                out.append(f"| {h.provenance.get('date') or '–'} | {h.run_id} | "
+                           f"{h.provenance.get('edgefold_version') or '–'} | {short_commit(h.provenance)} | "
+                           f"{_counts_text(h.counts)} | {len(h.gates_off) and 'latency' or '–'} |")
+        else:
+            out.append("No history.jsonl next to the hil run: trends appear once runs are recorded.")
+        out += [""] + [f"![{n}]({f})" for n, f in images.items() if n.startswith("history-")] + [""]
+    plots = {n: f for n, f in images.items() if not n.startswith("history-")}
+    if plots:
+        out += ["## Plots", ""] + [f"![{name}]({fname})" for name, fname in plots.items()] + [""]
     return "\n".join(out)
 
 
@@ -256,15 +484,74 @@ table{border-collapse:collapse;margin:8px 0 16px}
 th,td{border:1px solid #ccc;padding:4px 10px;font-size:13px}
 th{background:#f0f3f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.est{color:#8a5a00;font-style:italic}tr.dev td{border-top:2px solid #888}
-p.legend{font-size:12px;color:#555;max-width:900px}img{max-width:100%;border:1px solid #eee;margin:6px 0}
+p.legend,p.meta{font-size:12px;color:#555;max-width:900px}img{max-width:100%;border:1px solid #eee;margin:6px 0}
+p.warn{background:#fff4d6;border-left:4px solid #e0a000;padding:6px 10px;font-size:13px;max-width:900px}
+td.v-ok{color:#0a7a28;font-weight:600}td.v-FAIL{color:#fff;background:#c0392b;font-weight:700}
+td.v-off{color:#666;background:#eee;font-style:italic}td.up{color:#b00020}td.down{color:#0a7a28}
+span.passed{color:#0a7a28}span.failed,span.error{color:#b00020;font-weight:700}span.skipped{color:#777}
 """
 
 
-def html_page(rows: list[Row], images: dict[str, bytes], title: str) -> str:
+_NOT_SET = '<td title="not configured for this cell">–</td>'
+
+
+def html_page(rows: list[Row], images: dict[str, bytes], title: str, ctx: Context | None = None) -> str:
+    ctx = ctx or Context()
     e = html.escape
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>",
-             f"<p class=\"legend\">{e(LEGEND).replace('*(twin)*', '<i>(twin)</i>')}</p>"]
+             f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>"]
+    if ctx.provenance:
+        parts.append(f'<p class="meta" id="provenance">Report made {e(_prov_line(ctx.provenance))}</p>')
+    parts.append(f"<p class=\"legend\">{e(LEGEND).replace('*(twin)*', '<i>(twin)</i>')}</p>")
+    if ctx.runs:
+        parts.append('<section id="runs"><h2>Runs</h2><table><thead><tr><th>run</th><th>date</th><th>edgefold</th>'
+                     "<th>commit</th><th>baseline</th><th>cells</th></tr></thead><tbody>")
+        for r in ctx.runs:
+            base = e(r.baseline) if r.baseline else "<b>none: latency gate OFF</b>"
+            parts.append(f"<tr><td>{e(r.run_id)}</td><td>{e(r.provenance.get('date') or '–')}</td>"
+                         f"<td>{e(str(r.provenance.get('edgefold_version') or '–'))}</td>"
+                         f"<td><code>{e(short_commit(r.provenance))}</code></td><td>{base}</td>"
+                         f"<td>{e(_counts_text(r.counts))}</td></tr>")
+        parts.append("</tbody></table>")
+        parts += [f'<p class="warn">{e(w)}</p>' for r in ctx.runs for w in r.gates_off + r.notices]
+        parts.append("</section>")
+    gated = [r for r in rows if r.gates]
+    if gated:
+        names = _gate_names(gated)
+        parts.append('<section id="gates"><h2>Gate verdicts</h2><p class="legend">ok = checked and met; FAIL = '
+                     "checked and missed; off = not checked (the reason is in the notes)</p><table><thead><tr>"
+                     "<th>cell</th><th>status</th>" + "".join(f"<th>{e(n)}</th>" for n in names)
+                     + "<th>notes</th></tr></thead><tbody>")
+        for r in gated:
+            by = {g["name"]: g for g in r.gates}
+            cells = "".join(f'<td class="v-{e(by[n]["verdict"])}" title="{e(str(by[n].get("message", "")))}">'
+                            f'{e(by[n]["verdict"])}</td>' if n in by else _NOT_SET for n in names)
+            notes = "; ".join(str(g.get("message", "")) for g in r.gates if g["verdict"] != "ok")
+            parts.append(f'<tr><td><code>{e(r.cell_id)}</code></td><td><span class="{e(r.status)}">{e(r.status)}'
+                         f"</span></td>{cells}<td>{e(notes)}</td></tr>")
+        parts.append("</tbody></table></section>")
+    if ctx.runs:
+        parts.append('<section id="baseline"><h2>Baseline deltas</h2>')
+        if ctx.deltas:
+            parts.append(f'<p class="legend">Against {e(str(ctx.baseline_path))}: the latency gate compares '
+                         "instruction counts on the twins (deterministic), times elsewhere.</p><table><thead><tr>"
+                         "<th>cell</th><th>latency metric</th><th>baseline</th><th>now</th><th>Δ</th><th>RAM Δ</th>"
+                         "<th>Flash Δ</th></tr></thead><tbody>")
+            for d in ctx.deltas:
+                b, n, dl = d["latency"]
+
+                def td(x: float | None) -> str:
+                    cls = "" if x is None or abs(x) < 0.05 else " up" if x > 0 else " down"
+                    return f'<td class="num{cls}">{e(_fmt_delta(x))}</td>'
+
+                parts.append(f"<tr><td><code>{e(d['cell'])}</code></td><td>{e(d['latency_metric'])}</td>"
+                             f'<td class="num">{e(_fmt_num(b))}</td><td class="num">{e(_fmt_num(n))}</td>'
+                             f"{td(dl)}{td(d['ram'][2])}{td(d['flash'][2])}</tr>")
+            parts.append("</tbody></table>")
+        else:
+            parts.append(f'<p class="warn">{e(ctx.baseline_note or "no baseline entries for these cells")}</p>')
+        parts.append("</section>")
+    parts.append('<section id="tables">')
     for t in device_tables(rows):
         parts.append(f"<h2>{e(t['title'])}</h2><table><thead><tr><th>device</th><th>metric</th>"
                      + "".join(f"<th>{_ratio_label(q)}</th>" for q in t["ratios"]) + "</tr></thead><tbody>")
@@ -282,96 +569,222 @@ def html_page(rows: list[Row], images: dict[str, bytes], title: str) -> str:
             parts.append(f"<tr><td>{e(model)}</td><td>{e(method)}</td><td>{e(repair)}</td>"
                          + "".join(f'<td class="num">{e(v)}</td>' for v in vals) + "</tr>")
         parts.append("</tbody></table>")
-    if images:
-        parts.append("<h2>Plots</h2>")
-        for name, png in images.items():  # inline: the page must open with no other file and no network
-            parts.append(f'<div><img alt="{e(name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-                         "</div>")
+    parts.append("</section>")
+
+    def img(name: str, png: bytes) -> str:  # inline: the page must open with no other file and no network
+        return f'<div><img alt="{e(name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></div>'
+
+    if ctx.runs or ctx.history:
+        parts.append('<section id="history"><h2>History</h2>')
+        if ctx.history:
+            parts.append(f'<p class="legend">{len(ctx.history)} runs recorded in history.jsonl, oldest first.</p>'
+                         "<table><thead><tr><th>date</th><th>run</th><th>edgefold</th><th>commit</th><th>cells</th>"
+                         "<th>gates off</th></tr></thead><tbody>")
+            for h in ctx.history:
+                parts.append(f"<tr><td>{e(h.provenance.get('date') or '–')}</td><td>{e(h.run_id)}</td>"
+                             f"<td>{e(str(h.provenance.get('edgefold_version') or '–'))}</td>"
+                             f"<td><code>{e(short_commit(h.provenance))}</code></td><td>{e(_counts_text(h.counts))}"
+                             f"</td><td>{e('; '.join(h.gates_off) or '–')}</td></tr>")
+            parts.append("</tbody></table>")
+        else:
+            parts.append('<p class="warn">No history.jsonl next to the hil run: trends appear once runs are '
+                         "recorded.</p>")
+        parts += [img(n, png) for n, png in images.items() if n.startswith("history-")]
+        parts.append("</section>")
+    plots = {n: png for n, png in images.items() if not n.startswith("history-")}
+    if plots:
+        parts.append('<section id="plots"><h2>Plots</h2>')
+        parts += [img(n, png) for n, png in plots.items()]
+        parts.append("</section>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------------------------------- plots
 
+# One style per method so that lines lying on top of each other (fold and mag1 have the same RAM and Flash at a
+# given ratio) stay distinguishable: marker, line style and marker size all differ.
+_METHOD_STYLE = {"fold": ("o", "-", 9), "mag1": ("s", "--", 6), "mag2": ("^", ":", 5)}
+_OTHER_STYLES = [("D", "-.", 5), ("v", (0, (1, 1)), 5), ("P", (0, (5, 1)), 5)]
+
+
+def _style(method: str, i: int) -> tuple[Any, Any, int]:
+    return _METHOD_STYLE.get(method) or _OTHER_STYLES[i % len(_OTHER_STYLES)]
+
 
 def _series_label(r: Row) -> str:
     return f"{r.model} {r.method}" + (f" {r.repair}" if r.repair != "none" else "") + f" [{r.backend}]"
 
 
-def plot_device(rows: list[Row], target: str) -> bytes:
-    """Runtime / RAM / Flash vs ratio for one device; estimated runtimes dashed with hollow markers."""
-    import io
-
+def _plt() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _ratio_axis(ax: Any, ratios: list[float]) -> None:
+    """Always 0 .. at least 50 %, ticks at the measured ratios: a single ratio is a point on a sensible axis, not
+    the middle of a ±2 % one."""
+    hi = max([0.5, *ratios])
+    ax.set_xlim(-0.04 - 0.02 * hi, hi + 0.04 + 0.02 * hi)
+    ticks = sorted(set(ratios) | {0.0})
+    ax.set_xticks(ticks, [_ratio_label(t) for t in ticks])
+    ax.set_xlabel("compression ratio (channels removed)")
+
+
+def _y_from_zero(ax: Any, vals: list[float], top: float | None = None) -> None:
+    hi = max(vals, default=0.0)
+    ax.set_ylim(0, top if top is not None else (hi * 1.25 if hi > 0 else 1.0))
+
+
+def _label_points(ax: Any, xs: list[float], ys: list[float], fmt: str) -> None:
+    for x, y in zip(xs, ys, strict=True):
+        ax.annotate(fmt.format(y), (x, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7)
+
+
+def _png(fig: Any) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def plot_device(rows: list[Row], target: str) -> bytes:
+    """Runtime / RAM / Flash vs ratio for one device (device_figure) as PNG."""
+    return _png(device_figure(rows, target))
+
+
+def device_figure(rows: list[Row], target: str) -> Any:
+    """Runtime / RAM / Flash vs ratio for one device; estimated runtimes with hollow markers; the points labelled
+    when a series has a single point (or is the only series), one legend under the panels."""
+    plt = _plt()
     rs = [r for r in rows if r.target == target]
     series: dict[str, list[Row]] = {}
     for r in rs:
         series.setdefault(_series_label(r), []).append(r)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for label, pts in series.items():
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.4))
+    ratios = sorted({r.ratio for r in rs})
+    values: list[list[float]] = [[], [], []]
+    for i, (label, pts) in enumerate(series.items()):
         pts.sort(key=lambda r: r.ratio)
-        x = [r.ratio for r in pts]
+        marker, ls, size = _style(pts[0].method, i)
         est = any(r.runtime_kind == "estimated" for r in pts)
-        rt = [(r.ratio, r.runtime_ms) for r in pts if r.runtime_ms is not None]
-        if rt:
-            axes[0].plot(*zip(*rt, strict=True), marker="o", linestyle="--" if est else "-",
-                         markerfacecolor="none" if est else None, label=label + (" (est.)" if est else ""))
-        for ax, vals in ((axes[1], [r.ram for r in pts]), (axes[2], [r.flash for r in pts])):
-            xy = [(xi, v / 1024) for xi, v in zip(x, vals, strict=True) if v is not None]
-            if xy:
-                ax.plot(*zip(*xy, strict=True), marker="o", label=label)
+        colour = f"C{i % 10}"
+        for k, (ax, get, fmt) in enumerate(((axes[0], lambda r: r.runtime_ms, "{:,.3g}"),
+                                            (axes[1], lambda r: None if r.ram is None else r.ram / 1024, "{:,.1f}"),
+                                            (axes[2], lambda r: None if r.flash is None else r.flash / 1024,
+                                             "{:,.1f}"))):
+            xy = [(r.ratio, get(r)) for r in pts if get(r) is not None]
+            if not xy:
+                continue
+            xs, ys = [x for x, _ in xy], [float(y) for _, y in xy]
+            hollow = est and k == 0
+            ax.plot(xs, ys, marker=marker, linestyle=ls, markersize=size, color=colour, alpha=0.85,
+                    markerfacecolor="none" if hollow else colour, markeredgewidth=1.5,
+                    label=label + (" (est.)" if est and k == 0 else "") if k == 0 else None)
+            values[k] += ys
+            if len(xs) == 1 or len(series) == 1:
+                _label_points(ax, xs, ys, fmt)
     twin = " (twin)" if rs and rs[0].emulated else ""
-    for ax, name in zip(axes, ("runtime (ms)", "RAM (KB)", "Flash (KB)"), strict=True):
-        ax.set_xlabel("compression ratio")
+    for k, (ax, name) in enumerate(zip(axes, ("runtime (ms)", "RAM (KB)", "Flash (KB)"), strict=True)):
+        _ratio_axis(ax, ratios)
+        _y_from_zero(ax, values[k])
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-        ax.set_ylim(bottom=0)
-    axes[0].legend(fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(handles)), fontsize=8, frameon=False)
     fig.suptitle(f"{target}{twin}: runtime, RAM and Flash vs ratio")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
+    fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(handles) - 1) // 4), 1, 1))
+    return fig
 
 
 def plot_accuracy(rows: list[Row]) -> bytes | None:
-    """int8 accuracy vs ratio, one panel per model, one line per method (fold vs mag1 vs mag2)."""
-    import io
+    """accuracy_figure as PNG; None without int8 accuracies."""
+    fig = accuracy_figure(rows)
+    return None if fig is None else _png(fig)
 
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def accuracy_figure(rows: list[Row]) -> Any:
+    """int8 accuracy vs ratio, one panel per model, one line per method (fold vs mag1 vs mag2), on a 0-100 % axis."""
+    plt = _plt()
     models = sorted({r.model for r in rows if r.acc_int8 is not None})
     if not models:
         return None
-    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.0), squeeze=False)
     for ax, model in zip(axes[0], models, strict=True):
         lines: dict[tuple[str, str], dict[float, float]] = {}
         for r in rows:
             if r.model == model and r.acc_int8 is not None:
                 lines.setdefault((r.method, r.repair), {}).setdefault(r.ratio, r.acc_int8)
-        for (method, repair), pts in sorted(lines.items(), key=lambda kv: (_method_rank(kv[0][0]), kv[0][1])):
+        for i, ((method, repair), pts) in enumerate(sorted(lines.items(),
+                                                           key=lambda kv: (_method_rank(kv[0][0]), kv[0][1]))):
             xs = sorted(pts)
-            ax.plot(xs, [pts[x] for x in xs], marker="o", label=f"{method}" + (f" ({repair})" if repair else ""))
+            marker, ls, size = _style(method, i)
+            ax.plot(xs, [pts[x] for x in xs], marker=marker, linestyle=ls, markersize=size, alpha=0.85,
+                    color=f"C{i % 10}", markeredgewidth=1.5, label=f"{method}" + (f" ({repair})" if repair else ""))
+            if len(xs) == 1 or len(lines) == 1:
+                _label_points(ax, xs, [pts[x] for x in xs], "{:.1f}")
+        _ratio_axis(ax, sorted({q for pts in lines.values() for q in pts}))
+        _y_from_zero(ax, [], top=105)
         ax.set_title(model)
-        ax.set_xlabel("compression ratio")
         ax.set_ylabel("int8 accuracy (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="lower left")
     methods = sorted({r.method for r in rows if r.acc_int8 is not None}, key=_method_rank)
     fig.suptitle("int8 accuracy vs ratio: " + " vs ".join(methods))
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
+    return fig
+
+
+def plot_history(history: list[Run], target: str) -> bytes | None:
+    """Trends over recorded runs for one target's cells: latency (instructions on twins, which is what the gate
+    compares), RAM, Flash and int8 accuracy, one line per cell, runs on the x axis (date and commit)."""
+    cells = sorted({cid for h in history for cid in h.cells if cid.startswith(f"{target}.")
+                    and not h.cells[cid].get("fault")})
+    if not cells or len(history) < 1:
+        return None
+    plt = _plt()
+    use_instr = all(h.cells.get(c, {}).get("instructions") is not None for h in history for c in cells
+                    if h.cells.get(c, {}).get("status") in ("passed", "failed"))
+    panels = [("instructions / inference" if use_instr else "latency (ms)",
+               (lambda d: d.get("instructions")) if use_instr else (lambda d: d.get("latency_ms")), None),
+              ("RAM (KB)", lambda d: None if d.get("ram") is None else d["ram"] / 1024, None),
+              ("Flash (KB)", lambda d: None if d.get("flash") is None else d["flash"] / 1024, None),
+              ("int8 accuracy (%)", lambda d: d.get("int8"), 105.0)]
+    fig, axes = plt.subplots(1, 4, figsize=(15, 4.4))
+    x = list(range(len(history)))
+    ticks = [f"{(h.date or '?')[5:16].replace('T', ' ')}\n{short_commit(h.provenance)[:8]}" for h in history]
+    for k, (ax, (name, get, top)) in enumerate(zip(axes, panels, strict=True)):
+        vals: list[float] = []
+        for i, cid in enumerate(cells):
+            marker, ls, size = _style(cid.split(".")[3] if cid.count(".") >= 3 else "", i)
+            pts = [(xi, get(h.cells[cid])) for xi, h in zip(x, history, strict=True)
+                   if cid in h.cells and get(h.cells[cid]) is not None]
+            if not pts:
+                continue
+            xs, ys = [p[0] for p in pts], [float(p[1]) for p in pts]
+            ax.plot(xs, ys, marker=marker, linestyle=ls, markersize=size, color=f"C{i % 10}", alpha=0.85,
+                    markeredgewidth=1.5, label=cid.removeprefix(f"{target}.") if k == 0 else None)
+            vals += ys
+            if len(xs) == 1:
+                _label_points(ax, xs, ys, "{:,.4g}")
+        ax.set_xlim(-0.5, len(history) - 0.5)
+        ax.set_xticks(x, ticks, fontsize=7)
+        _y_from_zero(ax, vals, top)
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(3, len(handles)), fontsize=8, frameon=False)
+    fig.suptitle(f"{target}: trends over {len(history)} recorded run{'s' if len(history) != 1 else ''}")
+    fig.tight_layout(rect=(0, 0.07 + 0.04 * ((len(handles) - 1) // 3), 1, 1))
+    return _png(fig)
 
 
 # --------------------------------------------------------------------------------------------------- entry
@@ -382,9 +795,20 @@ def _slug(s: str) -> str:
 
 
 def make_report(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
-                title: str = "edgefold device report") -> dict[str, Path]:
-    """Write report.md, report.html, report.json and the PNG plots into out_dir; return their paths."""
+                title: str = "edgefold device report", history: Iterable[str | os.PathLike] = (),
+                baseline: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Write report.md, report.html, report.json and the PNG plots into out_dir; return their paths.
+
+    `history`: extra history.jsonl files (each hil input's own DIR/history.jsonl is read anyway); `baseline`: the
+    baseline to show deltas against (default: the one the hil run was given)."""
+    inputs = [Path(p) for p in inputs]
     rows = collect(inputs)
+    runs = collect_runs(inputs)
+    hist = load_history(inputs, list(history))
+    bpath, bcells, note = load_baseline(runs, baseline)
+    ctx = Context(provenance(), runs, hist, bpath, note, baseline_deltas(rows, bcells) if bcells else [])
+    if bcells and not ctx.deltas:
+        ctx.baseline_note = f"baseline {bpath} has no entry for these cells"
     out = ensure_dir(out_dir)
     images: dict[str, bytes] = {}
     for target in sorted({r.target for r in rows}):
@@ -392,10 +816,19 @@ def make_report(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
     acc = plot_accuracy(rows)
     if acc is not None:
         images["accuracy.png"] = acc
+    if hist:
+        for target in sorted({c.split(".")[0] for h in hist for c in h.cells}):
+            png = plot_history(hist, target)
+            if png is not None:
+                images[f"history-{_slug(target)}.png"] = png
     paths: dict[str, Path] = {}
     for name, png in images.items():
         paths[name] = write_bytes(out / name, png)
-    paths["markdown"] = write_text(out / "report.md", markdown(rows, {n: n for n in images}, title))
-    paths["html"] = write_text(out / "report.html", html_page(rows, images, title))
-    paths["json"] = write_json(out / "report.json", {"schema": REPORT_SCHEMA, "rows": [r.__dict__ for r in rows]})
+    paths["markdown"] = write_text(out / "report.md", markdown(rows, {n: n for n in images}, title, ctx))
+    paths["html"] = write_text(out / "report.html", html_page(rows, images, title, ctx))
+    paths["json"] = write_json(out / "report.json", {"schema": REPORT_SCHEMA, "provenance": ctx.provenance,
+                                                     "baseline": str(bpath) if bpath else None,
+                                                     "deltas": ctx.deltas, "runs": len(runs),
+                                                     "history_runs": len(hist),
+                                                     "rows": [r.__dict__ for r in rows]})
     return paths

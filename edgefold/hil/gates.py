@@ -73,6 +73,9 @@ class Gates:
                 vals[k] = None if v is False else parse_bytes(v, f"{where}: {k}")
             elif k in ("latency_regression", "accuracy_kept_min"):
                 vals[k] = None if v is False else parse_fraction(v, f"{where}: {k}")
+                if k == "accuracy_kept_min" and vals[k] is not None and not 0 < vals[k] <= 1:
+                    raise EdgefoldError(f"{where}: accuracy_kept_min is a share of the float model's accuracy, "
+                                        f"like 0.9 or '90%', got {v!r}")
             elif k == "output_crc":
                 if not isinstance(v, bool):
                     raise EdgefoldError(f"{where}: output_crc must be true or false")

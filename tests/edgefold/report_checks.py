@@ -3,9 +3,11 @@ Chromium renders the page (a screenshot)."""
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import subprocess
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -38,3 +40,58 @@ def screenshot(html: Path, out_png: Path, tmp: Path) -> None:
 def check_html_self_contained(text: str) -> None:
     assert not re.search(r"""(src|href)\s*=\s*["'](?!data:|#)""", text), "the page refers to an external asset"
     assert "<script" not in text and "<link" not in text
+
+
+def _chromium(tmp: Path) -> list[str]:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.fail("chromium is not installed (tools/install-debian.sh installs the Debian package `chromium`)")
+    return [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp / 'chrome'}"]
+
+
+def dump_dom(html: Path, tmp: Path) -> str:
+    """The DOM as headless Chromium built it from the page (what the browser shows, not the file's text)."""
+    p = subprocess.run(_chromium(tmp) + ["--dump-dom", html.resolve().as_uri()], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0 and "<body" in p.stdout, p.stderr[-2000:]
+    return p.stdout
+
+
+class _Dom(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self.imgs: list[dict[str, str | None]] = []
+        self.refs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if a.get("id"):
+            self.ids.append(str(a["id"]))
+        if tag == "img":
+            self.imgs.append(a)
+        self.refs += [str(a[k]) for k in ("src", "href") if a.get(k)]
+
+
+def parse_dom(dom: str) -> _Dom:
+    d = _Dom()
+    d.feed(dom)
+    return d
+
+
+def check_images_load(d: _Dom) -> None:
+    """Every <img> is an inline PNG that decodes to a real picture; nothing refers to a file or the network."""
+    import io
+
+    import matplotlib.image as mpimg
+
+    assert d.imgs, "no images in the page"
+    for a in d.imgs:
+        src = a.get("src") or ""
+        assert src.startswith("data:image/png;base64,"), f"broken or external image reference: {src[:80]}"
+        png = base64.b64decode(src.split(",", 1)[1], validate=True)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n", f"image {a.get('alt')} is not a PNG"
+        img = mpimg.imread(io.BytesIO(png), format="png")
+        assert img.shape[0] > 100 and img.shape[1] > 100, a.get("alt")
+    assert all(r.startswith(("data:", "#")) for r in d.refs), [r[:80] for r in d.refs if not r.startswith("data:")]

@@ -97,7 +97,7 @@ def test_report_of_the_ci_run_in_chromium(ci_run, tmp_path, cli):
     rc, out, err = cli("report", ci_run["out"], "--out", tmp_path / "report")
     assert rc == 0, err
     rep = tmp_path / "report"
-    for name in ("device-nano33ble-qemu.png", "device-jetson-local.png", "accuracy.png"):
+    for name in ("device-nano33ble-qemu.png", "device-jetson-local.png", "accuracy.png", "history-nano33ble-qemu.png"):
         png_is_non_trivial(rep / name)
     html = (rep / "report.html").read_text()
     check_html_self_contained(html)

@@ -100,6 +100,7 @@ def test_matrix_expands_axes_and_defaults(tmp_path):
     ('[[matrix]]\nmodel="dscnn"\ntarget="nano33ble-qemu"\n[[matrix]]\nmodel="dscnn"\ntarget="nano33ble-qemu"\n'
      'method="mag1"\n[matrix.gates]\nram_max="1K"', "the same deployment as"),
     ('[gates]\nspeed=3\n[[matrix]]\nmodel="dscnn"\ntarget="nano33ble-qemu"', "unknown gate 'speed'"),
+    ('[gates]\naccuracy_kept_min=50\n[[matrix]]\nmodel="dscnn"\ntarget="nano33ble-qemu"', "share of the float"),
     ('[gates]\nram_max="lots"\n[[matrix]]\nmodel="dscnn"\ntarget="nano33ble-qemu"', "size like 256K"),
     ('[[matrix]]\ntarget="nano33ble-qemu"', "'model' is required"),
     ('[[matrix]\nmodel=', "m.toml"),
