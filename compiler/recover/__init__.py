@@ -4,10 +4,11 @@
 
 The student (compressed: folded or pruned, the same procedure for both so they compare fairly) is trained in place
 to match the teacher's logits (KL at temperature T, optionally the group features, see distill.py), mixed with
-cross-entropy on the labels where the inputs carry them. It needs only inputs: the user's data, the built-in digits for zoo models, or synthetic inputs made from the teacher alone by deep
-inversion (`synthetic_inputs`, data-free). A held-out part of the inputs picks the best epoch (top-1 agreement with
-the teacher, or accuracy where the inputs carry labels; the state before training counts as epoch 0, so the result
-is never worse there than the start) and that checkpoint is what the student ends with. A time budget stops
+cross-entropy where the inputs carry labels. It needs only inputs: the user's data, the built-in digits for zoo
+models, or synthetic inputs made from the teacher alone by deep inversion (`synthetic_inputs`, data-free). A
+held-out part of the inputs picks the best epoch (top-1 agreement with the teacher, or accuracy where the inputs
+carry labels; the state before training counts as epoch 0, so the result is never worse there than the start) and
+that checkpoint is what the student ends with. A time budget stops
 training early. Deterministic for a seed (one process, same thread count).
 """
 
