@@ -31,9 +31,8 @@ console = Console()
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and its finished children (the build, QEMU): on a shared machine the honest
-    measure of work; on 2 idle cores the wall time is at least half of it."""
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (compilers, QEMU): load-independent, unlike wall time."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
@@ -49,6 +48,7 @@ def main() -> int:
     model = "resnet8" if args.case.startswith("resnet8") else "resnet18"
     data_free = args.case.endswith("data-free")
     load0 = os.getloadavg()[0]
+    cpu0 = _cpu()
     t0 = time.perf_counter()
     fit = FitRequest(enabled=True)
     base_insns = None
@@ -71,9 +71,9 @@ def main() -> int:
            "instructions": r.instructions, "uncompressed_instructions": base_insns,
            "instruction_limit": fit.max_instructions, "footprint": r.extra.get("footprint"),
            "ratios": comp.get("ratios"), "stage_seconds": comp.get("stage_seconds"), "deploy_seconds": r.seconds,
-           "wall_s": round(wall, 1), "total_s": round(time.perf_counter() - t0, 1), "load_start": round(load0, 1),
-           "load_end": round(os.getloadavg()[0], 1), "cpu_s": round(cpu_seconds(), 1), "cores": os.cpu_count(),
-           "data": comp.get("data"),
+           "wall_s": round(wall, 1), "cpu_s": round(_cpu() - cpu0, 1),
+           "total_s": round(time.perf_counter() - t0, 1), "load_start": round(load0, 1),
+           "load_end": round(os.getloadavg()[0], 1), "cores": os.cpu_count(), "data": comp.get("data"),
            "crc_match": r.output_crc_match, "date": time.strftime("%Y-%m-%d %H:%M"),
            "recover": {k: v for k, v in (comp.get("recover") or {}).items() if k != "history"},
            "recover_curve": [(h["epoch"], h.get("eval_accuracy"))

@@ -53,7 +53,7 @@ def run_one(path: str, method: str, budget_frac: float, epochs: int) -> dict:
     base = data.accuracy(model, te)
     acc0 = data.accuracy(student, te)
     t0 = time.perf_counter()
-    r = recover(student, model, tr.x, RecoverConfig(epochs=epochs, seed=0), eval_x=te.x, eval_y=te.y)
+    r = recover(student, model, tr.x, RecoverConfig(epochs=epochs, seed=0), labels=tr.y, eval_x=te.x, eval_y=te.y)
     curve = [h["eval_accuracy"] for h in r.history]
     reach = next((h["epoch"] for h in r.history if h["eval_accuracy"] >= base - 1.0), None)
     return {"weights": path, "method": method, "base": base, "before_recovery": acc0,

@@ -23,7 +23,7 @@ from torch import nn
 
 from edgefold.core.errors import EdgefoldError
 
-from .allocate import MAX_RATIO, Allocation, allocate, smallest
+from .allocate import MAX_RATIO, SPREAD_RATIO, Allocation, allocate, smallest
 from .budget import Budget
 from .footprint import Costs, Footprint, FootprintModel
 from .sensitivity import LEVELS, Sensitivity, measure
@@ -105,8 +105,12 @@ def plan_fit(model: nn.Module, example: torch.Tensor, budget: Budget, costs: Cos
 
 def fit(plan: FitPlan, inputs: torch.Tensor, method: str = "fold", repair: str = "repair",
         levels: Sequence[float] = LEVELS, samples: int = 64, seed: int = 0,
-        on_progress: Callable[[str, int, int], None] | None = None) -> FitResult:
-    """Measure the sensitivity of every compressible group on `inputs`, then allocate ratios under the budget."""
+        on_progress: Callable[[str, int, int], None] | None = None, max_ratio: float = SPREAD_RATIO) -> FitResult:
+    """Measure the sensitivity of every compressible group on `inputs`, then allocate ratios under the budget.
+
+    No group is cut beyond `max_ratio` unless the budget cannot be met otherwise (then the cap is raised in steps
+    of 0.1 up to MAX_RATIO).
+    """
     t0 = time.perf_counter()
     fm = plan.footprint_model
     names = fm.group_names
@@ -116,8 +120,14 @@ def fit(plan: FitPlan, inputs: torch.Tensor, method: str = "fold", repair: str =
         todo = [n for n, frz in zip(names, plan.frozen, strict=True) if not frz]
         sens = measure(plan.model, plan.example, inputs, todo, method, repair, levels, samples, seed,
                        on_step=(lambda d, t, g: on_progress("sensitivity", d, t)) if on_progress else None)
-    alloc: Allocation = allocate(fm, plan.costs, plan.budget, lambda gi, r: sens.cost(names[gi], r), plan.frozen,
-                                 on_step=(lambda s, fp: on_progress("allocate", s, 0)) if on_progress else None)
+    cap = min(max_ratio, MAX_RATIO)
+    while True:
+        alloc: Allocation = allocate(fm, plan.costs, plan.budget, lambda gi, r: sens.cost(names[gi], r),
+                                     plan.frozen, max_ratio=cap,
+                                     on_step=(lambda s, fp: on_progress("allocate", s, 0)) if on_progress else None)
+        if alloc.fits or cap >= MAX_RATIO:
+            break
+        cap = min(MAX_RATIO, cap + 0.1)
     if not alloc.fits:  # plan_fit checked the smallest footprint, so this is a greedy dead end: say what was reached
         raise EdgefoldError(f"budget cannot be met ({plan.budget.describe()}): reached "
                             f"{plan.budget.describe(alloc.footprint)}")

@@ -19,6 +19,10 @@ from .footprint import Costs, Footprint, FootprintModel
 
 MAX_RATIO = 0.95
 STEP = 0.05
+# default cap on one group's ratio: a group cut to a few channels is cheap by its one-group sensitivity but leaves
+# recovery little to work with (resnet8 at 50 % instructions: 0.95 on one group -> 25.8 % after REPAIR, 94.7 % after
+# 12 recovery epochs; capped at 0.75 -> 67.2 % and 96.1 %, benchmarks/RESULTS.md)
+SPREAD_RATIO = 0.75
 
 
 def ladder(n: int, max_ratio: float = MAX_RATIO, step: float = STEP) -> list[tuple[float, int]]:
@@ -50,9 +54,13 @@ def smallest(fm: FootprintModel, costs: Costs, frozen: Sequence[bool]) -> tuple[
 
 
 def allocate(fm: FootprintModel, costs: Costs, budget: Budget, cost: Callable[[int, float], float],
-             frozen: Sequence[bool], on_step: Callable[[int, Footprint], None] | None = None) -> Allocation:
-    """Greedy allocation; `cost(group index, ratio)` is the sensitivity cost of one group at a ratio."""
-    ladders = [ladder(n) if not frz else [(0.0, n)] for n, frz in zip(fm.group_sizes, frozen, strict=True)]
+             frozen: Sequence[bool], on_step: Callable[[int, Footprint], None] | None = None,
+             max_ratio: float = MAX_RATIO) -> Allocation:
+    """Greedy allocation; `cost(group index, ratio)` is the sensitivity cost of one group at a ratio.
+
+    `max_ratio` caps any single group's ratio (below MAX_RATIO: spread the cut over more groups)."""
+    ladders = [ladder(n, min(max_ratio, MAX_RATIO)) if not frz else [(0.0, n)]
+               for n, frz in zip(fm.group_sizes, frozen, strict=True)]
     pos = [0] * len(ladders)
     keep = [lad[0][1] for lad in ladders]
     fp = fm.predict(keep, costs)

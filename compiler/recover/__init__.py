@@ -3,11 +3,12 @@
     report = recover(student, teacher, inputs, RecoverConfig(epochs=10, time_budget_s=300), labels=None)
 
 The student (compressed: folded or pruned, the same procedure for both so they compare fairly) is trained in place
-to match the teacher's logits (KL at temperature T, optionally the group features, see distill.py). It needs only
-inputs: the user's data, the built-in digits for zoo models, or synthetic inputs made from the teacher alone by deep
-inversion (`synthetic_inputs`, data-free). A held-out part of the inputs picks the best epoch (top-1 agreement with
-the teacher, or accuracy where the inputs carry labels; the state before training counts as epoch 0, so the result
-is never worse there than the start) and that checkpoint is what the student ends with. A time budget stops
+to match the teacher's logits (KL at temperature T, optionally the group features, see distill.py), mixed with
+cross-entropy where the inputs carry labels. It needs only inputs: the user's data, the built-in digits for zoo
+models, or synthetic inputs made from the teacher alone by deep inversion (`synthetic_inputs`, data-free). A
+held-out part of the inputs picks the best epoch (top-1 agreement with the teacher, or accuracy where the inputs
+carry labels; the state before training counts as epoch 0, so the result is never worse there than the start) and
+that checkpoint is what the student ends with. A time budget stops
 training early. Deterministic for a seed (one process, same thread count).
 """
 
@@ -21,13 +22,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from edgefold.core.errors import EdgefoldError
 
 from .distill import FeatureTaps, kd_loss
 
-__all__ = ["RecoverConfig", "RecoverReport", "recover", "synthetic_inputs", "evaluate"]
+__all__ = ["RecoverConfig", "RecoverReport", "recover", "reestimate_bn", "synthetic_inputs", "evaluate"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,12 @@ class RecoverConfig:
     feature_weight: float = 0.0  # > 0: also match group features (needs the compressor's group records)
     holdout: float = 0.15  # fraction of the inputs kept aside to pick the best epoch
     augment: bool = True  # random ±2-pixel shifts of image inputs (the teacher relabels every shifted batch)
+    shift: int = 2  # the largest shift, pixels
+    # labels given: loss = (1 - w) KD + w cross-entropy (resnet8-half, 12 epochs: 96.1 -> 98.6 % with w = 0.5)
+    label_weight: float = 0.5
+    bn_reestimate: bool = False  # re-estimate BatchNorm statistics on all training inputs before the first epoch
+    ema: float = 0.0  # > 0: score and keep an exponential moving average of the weights (decay per step)
+    warmup: float = 0.15  # fraction of the steps spent warming the learning rate up
     seed: int = 0
 
     def validate(self) -> None:
@@ -52,6 +60,8 @@ class RecoverConfig:
             raise EdgefoldError(f"recovery holdout must be in [0, 1), got {self.holdout}")
         if self.lr <= 0 or self.batch_size < 2 or self.temperature <= 0:
             raise EdgefoldError("recovery needs lr > 0, batch size >= 2 and temperature > 0")
+        if not 0 <= self.label_weight <= 1 or not 0 <= self.ema < 1 or not 0 <= self.warmup < 1 or self.shift < 0:
+            raise EdgefoldError("recovery needs label weight in [0, 1], EMA decay and warm-up in [0, 1), shift >= 0")
 
 
 @dataclass
@@ -96,10 +106,10 @@ def evaluate(student: nn.Module, x: torch.Tensor, teacher_logits: torch.Tensor, 
     return {"agreement": round(agree, 4), "kl": kl, "accuracy": None if acc is None else round(acc, 4)}
 
 
-def _shift(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    if x.dim() != 4:
+def _shift(x: torch.Tensor, g: torch.Generator, most: int = 2) -> torch.Tensor:
+    if x.dim() != 4 or most < 1:
         return x
-    dy, dx = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
+    dy, dx = (int(v) for v in torch.randint(-most, most + 1, (2,), generator=g))
     return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
 
 
@@ -144,17 +154,23 @@ def _recover(student: nn.Module, teacher: nn.Module, inputs: torch.Tensor, confi
     tr_idx, ho_idx = _split(len(x), cfg.holdout, g)
     x_tr, x_ho = x[tr_idx], x[ho_idx]
     y_ho = labels[ho_idx] if labels is not None else None
+    y_tr = labels[tr_idx] if labels is not None and cfg.label_weight > 0 else None
     t_tr = _outputs(teacher, x_tr)  # teacher logits of the unshifted inputs, reused whenever no shift is drawn
     t_ho = _outputs(teacher, x_ho)
     t_ev = _outputs(teacher, eval_x) if eval_x is not None else None
     selected_by = "held-out accuracy" if y_ho is not None else "held-out agreement"
 
+    if cfg.bn_reestimate:
+        reestimate_bn(student, x_tr, cfg.batch_size)
+    # EMA: the averaged weights are what is scored and kept; the student itself is what the optimiser steps
+    scored = copy.deepcopy(student) if cfg.ema > 0 else student
+
     def score(epoch: int, loss: float | None) -> dict[str, Any]:
-        m = evaluate(student, x_ho, t_ho, y_ho, cfg.temperature)
+        m = evaluate(scored, x_ho, t_ho, y_ho, cfg.temperature)
         row: dict[str, Any] = {"epoch": epoch, "loss": loss, "heldout_agreement": m["agreement"],
                                "heldout_kl": m["kl"], "heldout_accuracy": m["accuracy"]}
         if eval_x is not None:
-            e = evaluate(student, eval_x, t_ev, eval_y, cfg.temperature)
+            e = evaluate(scored, eval_x, t_ev, eval_y, cfg.temperature)
             row.update(eval_agreement=e["agreement"], eval_accuracy=e["accuracy"])
         row["seconds"] = round(time.perf_counter() - t0, 3)
         return row
@@ -164,7 +180,7 @@ def _recover(student: nn.Module, teacher: nn.Module, inputs: torch.Tensor, confi
         return (main, -row["heldout_kl"])
 
     history = [score(0, None)]
-    best_state, best_epoch = copy.deepcopy(student.state_dict()), 0
+    best_state, best_epoch = copy.deepcopy(scored.state_dict()), 0
     params = [p for p in student.parameters() if p.requires_grad]
     if not params:
         raise EdgefoldError("the compressed model has no trainable parameters")
@@ -186,27 +202,32 @@ def _recover(student: nn.Module, teacher: nn.Module, inputs: torch.Tensor, confi
                 xb = x_tr[idx]
                 shifted = cfg.augment and xb.dim() == 4 and bool(torch.rand((), generator=g) < 0.75)
                 if shifted:
-                    xb = _shift(xb, g)
+                    xb = _shift(xb, g, cfg.shift)
                 if shifted or taps is not None:
                     with torch.no_grad():
                         tb = teacher(xb)
                 else:
                     tb = t_tr[idx]
-                loss = kd_loss(student(xb), tb, cfg.temperature)
+                out = student(xb)
+                loss = kd_loss(out, tb, cfg.temperature)
+                if y_tr is not None:
+                    loss = (1 - cfg.label_weight) * loss + cfg.label_weight * F.cross_entropy(out.flatten(1), y_tr[idx])
                 if taps is not None:
                     loss = loss + cfg.feature_weight * taps.loss()
                 for grp in opt.param_groups:
-                    grp["lr"] = _lr(cfg.lr, step, planned)
+                    grp["lr"] = _lr(cfg.lr, step, planned, cfg.warmup)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if scored is not student:
+                    _ema_update(scored, student, cfg.ema)
                 step += 1
                 total += float(loss.detach()) * len(idx)
                 seen += len(idx)
             row = score(epoch, total / max(1, seen))
             history.append(row)
             if key(row) > key(history[best_epoch]):
-                best_state, best_epoch = copy.deepcopy(student.state_dict()), epoch
+                best_state, best_epoch = copy.deepcopy(scored.state_dict()), epoch
             if on_epoch is not None:
                 on_epoch(epoch, cfg.epochs, row)
             if cfg.time_budget_s is not None:
@@ -226,9 +247,37 @@ def _recover(student: nn.Module, teacher: nn.Module, inputs: torch.Tensor, confi
                          len(x_tr), len(x_ho), history)
 
 
+@torch.no_grad()
+def _ema_update(avg: nn.Module, model: nn.Module, decay: float) -> None:
+    for a, p in zip(avg.parameters(), model.parameters(), strict=True):
+        a.lerp_(p.detach(), 1 - decay)
+    for a, b in zip(avg.buffers(), model.buffers(), strict=True):
+        a.copy_(b)  # BatchNorm statistics: the student's own (they follow its weights closely enough)
+
+
+@torch.no_grad()
+def reestimate_bn(model: nn.Module, x: torch.Tensor, batch: int = 64) -> None:
+    """Recompute every BatchNorm's running mean/var as the plain average over `x` (training-mode forward passes)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not bns:
+        return
+    was = model.training
+    moms = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches
+    model.train()
+    for i in range(0, len(x), batch):
+        if len(x[i : i + batch]) >= 2:
+            model(x[i : i + batch])
+    for m, mom in zip(bns, moms, strict=True):
+        m.momentum = mom
+    model.train(was)
+
+
 def _lr(peak: float, step: int, total: int, warmup: float = 0.15) -> float:
-    """One cycle: linear warm-up from peak/25 over the first 15 % of the steps, then cosine decay towards 0."""
-    w = max(1, int(total * warmup))
+    """One cycle: linear warm-up from peak/25 over the first `warmup` of the steps, then cosine decay towards 0."""
+    w = max(1, int(total * warmup)) if warmup > 0 else 0
     if step < w:
         return peak / 25 + (peak - peak / 25) * step / w
     t = min(1.0, (step - w) / max(1, total - w))

@@ -100,3 +100,24 @@ def test_bad_ratio_files_and_group_names(tmp_path):
     with pytest.raises(EdgefoldError, match="--keep fc9"):
         plan_fit(zoo.build("resnet8"), torch.zeros(1, 3, 32, 32), Budget(flash=983_040), qemu.twin_costs(),
                  keep=["fc9"])
+
+
+def test_ratio_cap_spreads_the_cut_and_is_raised_only_when_needed():
+    from edgefold.compiler.fit.allocate import allocate
+
+    model = zoo.build("resnet8").eval()
+    x = torch.zeros(1, 3, 32, 32)
+    costs = qemu.twin_costs()
+    plan = plan_fit(model, x, Budget(instructions=1e12), costs)
+    fm = plan.footprint_model
+    budget = Budget(instructions=plan.before.instructions * 0.5)
+    cheap = fm.group_names.index("layers.2.conv1")
+    cost = lambda gi, r: r * (0.01 if gi == cheap else 1.0)  # noqa: E731
+    free = allocate(fm, costs, budget, cost, plan.frozen)
+    capped = allocate(fm, costs, budget, cost, plan.frozen, max_ratio=0.75)
+    assert free.fits and capped.fits
+    assert free.ratios[cheap] > 0.9 and max(capped.ratios) <= 0.75
+    # a budget only reachable past the cap: fit raises the cap rather than fail
+    tight = Budget(instructions=plan.smallest.instructions * 1.05)
+    res = fit(plan_fit(model, x, tight, costs), data.load((1, 3, 32, 32), "train").x[:48], levels=(0.5,), samples=16)
+    assert res.predicted.instructions <= tight.instructions and max(res.ratios.values()) > 0.75

@@ -74,8 +74,10 @@ def test_data_free_recovery_on_deep_inversion_samples(tiny_trained):
     syn = synthetic_inputs(tiny_trained, torch.zeros(SHAPE), n=64, steps=40, batch=32, seed=0)
     assert syn.shape == (64, 1, 8, 8)
     assert torch.equal(syn, synthetic_inputs(tiny_trained, torch.zeros(SHAPE), n=64, steps=40, batch=32, seed=0))
-    recover(student, trained, syn, RecoverConfig(epochs=4, seed=0))
-    assert data.accuracy(student, test) >= before  # never worse on held-out synthetic agreement, usually better
+    report = recover(student, trained, syn, RecoverConfig(epochs=4, seed=0))
+    # the selection guarantees the held-out synthetic agreement only; real-digit accuracy may move a little either way
+    assert report.best["heldout_agreement"] >= report.history[0]["heldout_agreement"]
+    assert data.accuracy(student, test) >= before - 3.0
 
 
 def test_feature_distillation_runs(tiny_trained):
@@ -92,3 +94,34 @@ def test_bad_config_is_one_line():
     m = _tiny()
     with pytest.raises(EdgefoldError, match="at least 2"):
         recover(copy.deepcopy(m), m, torch.zeros(1, 1, 8, 8))
+
+
+def test_recipe_pieces_are_deterministic_and_help(tiny_trained):
+    """Hard labels + BatchNorm re-estimation + EMA: the same result twice for a seed, better than the start."""
+    trained = tiny_trained
+    tr, test = data.load(SHAPE, "train"), data.load(SHAPE, "test")
+    cfg = RecoverConfig(epochs=4, seed=1, label_weight=0.5, bn_reestimate=True, ema=0.9, shift=1)
+    runs = []
+    for _ in range(2):
+        student, _ = _compressed(trained)
+        before = data.accuracy(student, test)
+        report = recover(student, trained, tr.x, cfg, labels=tr.y)
+        runs.append((before, data.accuracy(student, test), report, student.state_dict()))
+    (b0, a0, r0, s0), (_, a1, r1, s1) = runs
+    assert a0 == a1 and all(torch.equal(s0[k], s1[k]) for k in s0)
+    assert [h["heldout_accuracy"] for h in r0.history] == [h["heldout_accuracy"] for h in r1.history]
+    assert a0 > b0 + 2.0, (b0, a0)
+    with pytest.raises(EdgefoldError, match="label weight"):
+        RecoverConfig(label_weight=1.5).validate()
+
+
+def test_bn_reestimate_matches_the_data():
+    from edgefold.compiler.recover import reestimate_bn
+
+    m = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4))
+    x = data.load(SHAPE, "train").x[:200]
+    reestimate_bn(m, x, batch=50)
+    with torch.no_grad():
+        feats = m[0](x)
+    assert torch.allclose(m[1].running_mean, feats.mean((0, 2, 3)), atol=1e-5)
+    assert m[1].momentum == 0.1 and not m.training
