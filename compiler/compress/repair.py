@@ -19,9 +19,9 @@ never trained.
   where the channels are multiplied by a squeeze-excitation gate computed from themselves, or feed a layer whose
   own outputs are not compressed (e.g. the 1×1 conv before RegNet's grouped conv): that layer's BatchNorm keeps its
   stored statistics and passes the rescaled channels on, and along a residual stream the excess compounds block
-  after block (measured on the random-weight edge zoo with digits statistics: RegNetX output off by 25.6 vs 1.9
-  without repair, EfficientNet-B0 3.3 vs 0.9 relative). Trained ResNets are unaffected by the rule (ResNet-18 on
-  digits, fold r=0.3: 97.5 % with ar, 38.3 % without).
+  after block (random-weight edge zoo, BatchNorm statistics from digits, fold r=0.5: full-width RegNetX largest
+  output error 25.6 with ar vs 1.9 without; small EfficientNet-B0 relative error 3.3 vs 0.9). Trained ResNets are
+  not affected by the rule (ResNet-18 on digits, fold r=0.3: 97.5 % with ar, 38.3 % without).
 - `dir` (deep-inversion repair): synthesise a small batch from the *uncompressed* model alone — optimise random
   inputs with Adam so that their per-BatchNorm batch statistics match each BatchNorm's running mean and variance
   (plus a small total-variation and L2 prior and a cross-entropy term on fixed labels, which spreads the batch
