@@ -105,8 +105,27 @@ def compress(model: nn.Module, example_inputs: torch.Tensor, method: str = "fold
         apply_repair(repair, work, model, report.groups, calib_data, example_inputs, seed=seed)
         report.timings["repair"] = round(time.perf_counter() - t, 4)
         report.seconds += time.perf_counter() - t
+        skip = [g for g in report.groups if g.ar_skip and any(len(m) > 1 for m in g.members)]
+        if repair == "ar" and skip:
+            why = sorted({g.ar_skip.split(" (")[0] for g in skip})
+            names = graph.short_list([g.name for g in skip])
+            report.notices.append(f"ar does not apply to {len(skip)} merged group(s) ({names}): {'; '.join(why)}; "
+                                  "their BatchNorm statistics are left as folded (use repair or dir for those)")
     report.repair = repair
     return work.eval(), report
+
+
+def _ar_applicability(groups: list[graph.ChannelGroup], records: list[GroupRecord]) -> None:
+    """Mark the groups where `ar`'s premise fails (repair.py explains the premise and the measurements)."""
+    produced = {s.module_name for g in groups for s in g.slices if s.producer}
+    for g, rec in zip(groups, records, strict=True):
+        if "MulBackward0" in g.ops:
+            rec.ar_skip = "its channels are gated by squeeze-excitation"
+            continue
+        consumers = sorted({s.module_name for s in g.slices if s.merge == graph.SUM and not s.producer})
+        fixed = [c for c in consumers if c not in produced and c not in g.outputs]
+        if fixed:
+            rec.ar_skip = f"its channels feed layers that are not compressed ({', '.join(fixed[:2])})"
 
 
 def _norm_positions(groups: list[graph.ChannelGroup], removals: list[list[int]], records: list[GroupRecord]) -> None:
@@ -192,8 +211,9 @@ def _structural(model: nn.Module, example_inputs: torch.Tensor, method: str, rat
             rm = [i for i in range(g.n) if i not in kept]
         removals.append(rm)
         records.append(GroupRecord(g.name, g.n, k, members, rho, list(g.norm_layers), err, pe, fe, g.kind,
-                                   int(w.shape[1])))
+                                   int(w.shape[1]), ops=list(g.ops)))
     _norm_positions(gset.groups, removals, records)
+    _ar_applicability(gset.groups, records)
     t = lap("cluster_merge", t)
     grad_flags = {n: p.requires_grad for n, p in work.named_parameters()}
     for g, rm in zip(gset.groups, removals, strict=True):

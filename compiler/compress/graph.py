@@ -61,6 +61,8 @@ class ChannelGroup:
     prune: Callable[[list[int]], None]  # physically removes the given channel indices
     norm_layers: list[str] = field(default_factory=list)
     kind: str = "channels"  # or "heads"
+    ops: list[str] = field(default_factory=list)  # the weightless ops the channels pass through (AddBackward0, ...)
+    outputs: set[str] = field(default_factory=set)  # consumers whose output is a network output (classifiers)
 
 
 def _head_dim(m: nn.Module) -> int | None:
@@ -376,7 +378,12 @@ def find_groups(model: nn.Module, example_inputs: torch.Tensor,
             if idxs:
                 dg.get_pruning_group(root, root_fn, sorted(idxs)).prune()
 
-        out.append(ChannelGroup(gname, n, slices, prune, norms))
+        ops_seen = sorted({str(it.dep.target.module._grad_fn) for it in g
+                           if isinstance(it.dep.target.module, ops._ElementWiseOp)})
+        heads_out = {names.get(it.dep.target.module, "?") for it in g
+                     if not dg.is_out_channel_pruning_fn(it.dep.handler) and isinstance(it.dep.target.module, nn.Module)
+                     and _feeds_output(dg, it.dep.target.module)}
+        out.append(ChannelGroup(gname, n, slices, prune, norms, ops=ops_seen, outputs=heads_out))
     ignored_ids = {id(m) for m in ignored}
     fixed_heads: list[str] = []
     for name, attn in attns:
@@ -391,19 +398,38 @@ def find_groups(model: nn.Module, example_inputs: torch.Tensor,
     notices = []
     rnns = [n for n, m in model.named_modules() if isinstance(m, nn.RNNBase)]
     if rnns:
-        notices.append(f"recurrent layers are not compressed ({_names(rnns)}): Torch-Pruning's graph does not couple "
-                       "their gate rows, so their hidden units stay as they are")
+        notices.append(f"recurrent layers are not compressed ({short_list(rnns)}): Torch-Pruning's graph does not "
+                       "couple their gate rows, so their hidden units stay as they are")
     if not out:
         notices.append("nothing to compress: the model has no channel group that can be removed (every group feeds "
                        "the output, is ignored or was skipped)")
     if fixed_heads:
-        notices.append(f"attention: the heads of {_names(fixed_heads)} are left uncompressed (the block's forward "
+        notices.append(f"attention: the heads of {short_list(fixed_heads)} are left uncompressed (the block's forward "
                        "did not run with a head removed: it reads its width from something other than num_heads "
                        "and the attributes that hold num_heads·head_dim)")
     if shuffled:
         notices.append(f"channel shuffle: {len(shuffled)} group(s) coupled through a shuffle are left uncompressed "
-                       f"({_names(shuffled)}); the channels inside each branch are compressed")
+                       f"({short_list(shuffled)}); the channels inside each branch are compressed")
     return GroupSet(out, skipped + shuffled, notices)
+
+
+def _feeds_output(dg: tp.DependencyGraph, module: nn.Module) -> bool:
+    """Whether the module's output reaches a network output through weightless ops only (a classifier)."""
+    node = dg.module2node.get(module)
+    todo, seen = ([] if node is None else list(node.outputs)), set()
+    if node is not None and not node.outputs:
+        return True
+    while todo:
+        n = todo.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if isinstance(n.module, nn.Module) and not type(n.module).__name__.startswith("_"):
+            continue  # another layer with weights (or a named module) sits in between
+        if not n.outputs:
+            return True
+        todo.extend(n.outputs)
+    return False
 
 
 def _detached(x: object) -> object:
@@ -418,7 +444,7 @@ def _detached(x: object) -> object:
     return x
 
 
-def _names(names: list[str], at_most: int = 4) -> str:
+def short_list(names: list[str], at_most: int = 4) -> str:
     return ", ".join(names[:at_most]) + (f" and {len(names) - at_most} more" if len(names) > at_most else "")
 
 

@@ -32,6 +32,8 @@ class GroupRecord:
     feature_dim: int = 0
     # per norm layer, the positions of kept channel c in the compressed layer (a layer may hold several groups)
     norm_index: dict[str, list[list[int]]] = field(default_factory=dict)
+    ops: list[str] = field(default_factory=list)  # weightless ops on the channels' path (AddBackward0: a residual)
+    ar_skip: str = ""  # why the data-free variance correction `ar` does not apply to this group ("" if it does)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -303,3 +303,50 @@ def test_recurrent_model_with_nothing_to_compress_says_so(cell):
     assert any(n.startswith("nothing to compress:") for n in rep.notices)
     with torch.no_grad():
         assert torch.equal(c(x), model(x))
+
+
+# --- where ar's premise fails: squeeze-excitation gates, channels feeding layers that stay uncompressed -----------
+
+
+class SEBlock(nn.Module):
+    def __init__(self, c: int = 16):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.fc1, self.fc2 = nn.Conv2d(c, 4, 1), nn.Conv2d(4, c, 1)
+        self.conv2, self.bn2 = nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c)
+        self.conv3, self.bn3 = nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c)
+        self.grouped = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, groups=4, bias=False), nn.BatchNorm2d(c))
+        self.fc = nn.Linear(c, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn(self.conv(x)))
+        x = x * torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean((2, 3), keepdim=True)))))  # SE gate
+        x = torch.relu(self.bn2(self.conv2(x)))
+        x = torch.relu(self.bn3(self.conv3(x)))  # conv3's outputs feed a grouped conv: they stay
+        return self.fc(torch.relu(self.grouped(x)).mean((2, 3)))
+
+
+def test_ar_is_skipped_where_it_does_not_apply_and_says_so():
+    x = torch.randn(8, 3, 8, 8)
+    model = _calibrated(SEBlock(), x)
+    plain, _ = compress(model, x, "fold", 0.5, "none")
+    ar, rep = compress(model, x, "fold", 0.5, "ar")
+    why = {g.name: g.ar_skip for g in rep.groups}
+    assert why["fc2"] == "its channels are gated by squeeze-excitation"
+    assert why["conv2"] == "its channels feed layers that are not compressed (conv3)"
+    assert "conv3" in rep.skipped_groups
+    assert len(rep.notices) == 1 and rep.notices[0].startswith("ar does not apply to 2 merged group(s)")
+    for bn in ("bn", "bn2"):  # both groups' statistics are left as folded
+        assert torch.equal(ar.get_submodule(bn).running_var, plain.get_submodule(bn).running_var)
+
+
+def test_ar_still_corrects_plain_chains():
+    x = torch.randn(8, 3, 8, 8)
+    model = _calibrated(nn.Sequential(nn.Conv2d(3, 16, 3, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                                      nn.Conv2d(16, 16, 3, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)), x)
+    plain, _ = compress(model, x, "fold", 0.5, "none")
+    ar, rep = compress(model, x, "fold", 0.5, "ar")
+    assert not rep.notices and not any(g.ar_skip for g in rep.groups)  # the last group feeds the classifier: fine
+    for bn in ("1", "4"):
+        assert (ar.get_submodule(bn).running_var < plain.get_submodule(bn).running_var).any()
