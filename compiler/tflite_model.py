@@ -289,12 +289,24 @@ def _tensor(model: Any, sg: Any, i: int, n_buf: int, blob: bytes) -> Tensor:
     dtype = _TYPE_NAMES.get(t.Type(), f"type{t.Type()}").lower()
     shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
     ten = Tensor(i, (t.Name() or b"").decode(errors="replace"), shape, dtype)
+    if any(d < 0 for d in shape):  # unknown sizes live in shape_signature; shape itself is concrete
+        raise _bad(f"tensor {i} ({ten.name[:60]}) has a negative dimension in its shape {list(shape)}")
     q = t.Quantization()
     if q is not None and q.ScaleLength():
         ten.scales = q.ScaleAsNumpy().astype(np.float32)
         ten.zero_points = (q.ZeroPointAsNumpy().astype(np.int64) if q.ZeroPointLength()
                            else np.zeros(len(ten.scales), np.int64))
         ten.quant_dim = int(q.QuantizedDimension())
+        # what every consumer divides by or indexes with: checked once here
+        if not (np.all(np.isfinite(ten.scales)) and np.all(ten.scales > 0)):
+            raise _bad(f"tensor {i} ({ten.name[:60]}) has a quantisation scale that is not a positive number")
+        if len(ten.zero_points) != len(ten.scales):
+            raise _bad(f"tensor {i} ({ten.name[:60]}) has {len(ten.scales)} scales but "
+                       f"{len(ten.zero_points)} zero points")
+        if len(ten.scales) > 1 and not (0 <= ten.quant_dim < len(shape)
+                                        and shape[ten.quant_dim] == len(ten.scales)):
+            raise _bad(f"tensor {i} ({ten.name[:60]}) has {len(ten.scales)} per-channel scales on dimension "
+                       f"{ten.quant_dim} of shape {list(shape)}")
     b = t.Buffer()
     if b >= n_buf:
         raise _bad(f"tensor {i} refers to buffer {b}, the model has {n_buf}")

@@ -46,6 +46,7 @@ from pathlib import Path
 import psutil
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from edgefold.targets.procguard import pdeathsig_prefix
 
 from edgefold.core.errors import EdgefoldError, ToolchainMissing
 
@@ -203,13 +204,6 @@ def _kill_tree(proc: subprocess.Popen) -> None:
     psutil.wait_procs(kids, timeout=5)
 
 
-def _pdeathsig_prefix() -> list[str]:
-    """Exec sshd through `setpriv --pdeathsig TERM` when there is one: the kernel then stops sshd when we die,
-    even by SIGKILL, where no finalizer runs. Without it, stop() and the finalizer still stop sshd."""
-    setpriv = shutil.which("setpriv") or ("/usr/bin/setpriv" if os.path.exists("/usr/bin/setpriv") else None)
-    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
-
-
 class SshdTwin:
     """A loopback sshd. Use as a context manager, or start()/stop().
 
@@ -342,7 +336,7 @@ class SshdTwin:
                       "env": {"HOME": account.pw_dir, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}}
         try:
             # -D: stay in the foreground (we own the process), -e: log to stderr (captured in sshd.log)
-            proc = subprocess.Popen([*_pdeathsig_prefix(), SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
+            proc = subprocess.Popen([*pdeathsig_prefix(), SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                                     **kwargs)
             self._held.proc = proc

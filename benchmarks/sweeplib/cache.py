@@ -8,6 +8,7 @@ so that finishing a half-evaluated checkpoint does not retrain it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -34,6 +35,24 @@ class Cache:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
 
+    @contextlib.contextmanager
+    def _lock(self, mode: int) -> Iterator[None]:
+        ensure_dir(self.root)
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def frozen(self) -> contextlib.AbstractContextManager[None]:
+        """Hold every writer (they wait at their next write) for a consistent view: a copy, a report of a running
+        sweep, or a test that interrupts a sweep at a known count."""
+        return self._lock(fcntl.LOCK_EX)
+
+    def _writing(self) -> contextlib.AbstractContextManager[None]:
+        return self._lock(fcntl.LOCK_SH)  # writers share; only frozen() excludes them
+
     # --- evaluation results -------------------------------------------------------------------------
     def result_path(self, key: str) -> Path:
         return self.root / "results" / key[:2] / f"{key}.json"
@@ -50,7 +69,7 @@ class Cache:
     def put(self, key: str, record: dict[str, Any]) -> Path:
         path = self.result_path(key)
         ensure_dir(path.parent)
-        with _uninterrupted():
+        with _uninterrupted(), self._writing():
             return write_json(path, record)
 
     def count(self) -> int:
@@ -76,7 +95,7 @@ class Cache:
     def save_checkpoint(self, key: str, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         pt = self.checkpoint_path(key)
         ensure_dir(pt.parent)
-        with _uninterrupted():
+        with _uninterrupted(), self._writing():
             with atomic_path(pt) as tmp:
                 torch.save(state, tmp)
             # meta last: its presence marks a complete checkpoint

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgefold.targets.procguard import pdeathsig_prefix
 from edgefold.targets.qemu import faults
 from edgefold.targets.qemu.toolchain import QEMU, require
 from edgefold.targets.serial_link import LinkClosed, SerialLink
@@ -102,7 +103,8 @@ class QemuSession:
         self.close()
 
     def _popen(self, cmd: list[str], **kw: Any) -> subprocess.Popen:
-        return subprocess.Popen(cmd, start_new_session=True, **kw)
+        # its own session (Ctrl-C reaches only us, and close() stops it); killed with us if we are killed outright
+        return subprocess.Popen([*pdeathsig_prefix("KILL"), *cmd], start_new_session=True, **kw)
 
     def _start(self) -> SerialLink:
         if self.serial == "tcp":

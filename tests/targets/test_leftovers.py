@@ -173,3 +173,29 @@ def test_interrupted_qemu_deploy_leaves_nothing(tmp_path):
                                            "--out", tmp_path / "int"], "qemu-system")
     assert rc == 130 and "interrupted" in err and "Traceback" not in err, err[-2000:]
     w.assert_clean()
+
+
+@pytest.mark.skipif(not HAVE_SSHD, reason="needs openssh-server (/usr/sbin/sshd)")
+def test_twin_of_a_killed_process_dies_and_is_swept(tmp_path):
+    """SIGKILL runs no cleanup: the kernel stops sshd (parent-death signal), and the next twin removes the folder and
+    the account the killed process left."""
+    from edgefold.targets.procguard import pdeathsig_prefix
+    from edgefold.targets.sshd_twin import SshdTwin
+
+    if not pdeathsig_prefix():
+        pytest.skip("setpriv --pdeathsig is not available")
+    w = Watch(tmp_path)
+    script = ("import sys, time\nfrom edgefold.targets.sshd_twin import SshdTwin\n"
+              "t = SshdTwin().start()\nprint(t.proc.pid, t.dir, t.user, flush=True)\ntime.sleep(600)\n")
+    owner = subprocess.Popen([sys.executable, "-c", script], env=w.env(), stdout=subprocess.PIPE, text=True)
+    try:
+        sshd_pid, twin_dir, user = owner.stdout.readline().split()
+    finally:
+        owner.kill()
+        owner.wait()
+    assert psutil.wait_procs([psutil.Process(int(sshd_pid))], timeout=30)[1] == [], "sshd outlived its owner"
+    assert Path(twin_dir).is_dir()  # nothing could remove it: the owner was killed outright
+    with SshdTwin(workdir=w.tmp):  # the next twin sweeps what a dead owner left
+        assert not Path(twin_dir).exists()
+        assert os.geteuid() != 0 or user not in {a.pw_name for a in pwd.getpwall()}
+    w.assert_clean()
