@@ -37,8 +37,9 @@ def descendants(pid: int) -> set[int]:
         return set()
 
 
-def hil(*args: str | Path, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess:
-    """The real CLI in a subprocess, as CI runs it."""
+def hil(*args: str | Path, env: dict[str, str], timeout: float = 1800) -> subprocess.CompletedProcess:
+    """The real CLI in a subprocess, as CI runs it (the timeout guards against a hang: 2 recovering cells on a loaded
+    2-core machine take minutes)."""
     return subprocess.run([sys.executable, "-m", "edgefold", "hil", *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=timeout, cwd=ROOT)
 
