@@ -118,7 +118,7 @@ def test_recipe_pieces_are_deterministic_and_help(tiny_trained):
 def test_bn_reestimate_matches_the_data():
     from edgefold.compiler.recover import reestimate_bn
 
-    m = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4))
+    m = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4)).eval()
     x = data.load(SHAPE, "train").x[:200]
     reestimate_bn(m, x, batch=50)
     with torch.no_grad():
