@@ -1,6 +1,7 @@
 """One row per edge test-zoo model (compiler/zoo_edge.py, small sizes): compress, int8 export, codegen.
 
     .venv/bin/python benchmarks/edge_zoo.py [--models a,b] [--epochs 2] [--append]
+    .venv/bin/python benchmarks/edge_zoo.py --export-only [--models a,b]   # int8 conversion time and gate only
 
 Per model: a short training on the digits (--epochs), then
 - compress fold and mag1 at ratio 0.5: seconds, parameters and MACs after (of the trained model);
@@ -111,11 +112,30 @@ def row(name: str, epochs: int) -> list[str]:
     return cells + exp + _codegen(blob, shape)
 
 
+def export_only(names: list[str]) -> int:
+    from edgefold.compiler.export.tflite import check_full_integer, convert_int8
+
+    for name in names:
+        model, shape = zoo.build(name).eval(), zoo.input_shape(name)
+        calib = data.calibration_batch(shape, 32)
+        t = time.perf_counter()
+        try:
+            blob = convert_int8(model, calib[:1], calib)
+            secs = time.perf_counter() - t
+            check_full_integer(blob, model)
+            console.print(f"{name}: full integer, {secs:.1f} s")
+        except Exception as e:  # noqa: BLE001
+            console.print(f"{name}: {_why(e)} ({time.perf_counter() - t:.1f} s)")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(zoo_edge.EDGE), help="comma-separated test-zoo names")
     ap.add_argument("--epochs", type=int, default=2, help="training epochs on the digits before export")
     ap.add_argument("--append", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    ap.add_argument("--export-only", action="store_true",
+                    help="seeded weights, 32 calibration samples: only the int8 conversion, its time and the gate")
     args = ap.parse_args()
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = [n for n in names if n not in zoo_edge.EDGE]
@@ -123,6 +143,8 @@ def main() -> int:
         console.print(f"error: not in the edge test zoo: {', '.join(unknown)} (choose from {', '.join(zoo_edge.EDGE)})")
         return 2
     torch.set_num_threads(2)
+    if args.export_only:
+        return export_only(names)
     rows = []
     for name in names:
         rows.append(row(name, args.epochs))

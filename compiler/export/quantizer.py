@@ -28,7 +28,8 @@ SHARE_OPS = {
     aten.view.default, aten._unsafe_view.default, aten.reshape.default, aten.view_copy.default,
     aten.permute.default, aten.permute_copy.default, aten.transpose.int, aten.t.default,
     aten.squeeze.dim, aten.squeeze.dims, aten.squeeze.default, aten.squeeze_copy.dim, aten.unsqueeze.default,
-    aten.flatten.using_ints, aten.slice.Tensor, aten.slice_copy.Tensor, aten.select.int, aten.expand.default,
+    aten.flatten.using_ints, aten.unflatten.int, aten.slice.Tensor, aten.slice_copy.Tensor, aten.select.int,
+    aten.expand.default,
     aten.clone.default, aten.alias.default, aten.contiguous.default, aten.max_pool2d.default,
     aten.max_pool1d.default, aten.pixel_shuffle.default, aten.channel_shuffle.default,
 }
@@ -120,9 +121,11 @@ def _get_attr_value(gm: fx.GraphModule, node: Any) -> torch.Tensor | None:
 def decompose_for_int8(gm: fx.GraphModule) -> fx.GraphModule:
     """Rewrite ops whose LiteRT lowering has no int8 kernel into ops that do (each then gets its own observer).
 
-    SiLU -> x * sigmoid(x) (LOGISTIC, MUL); hard-sigmoid -> relu6(x + 3) / 6 (ADD with fused RELU6, MUL);
-    LayerNorm -> mean, subtract, square-mean, rsqrt, multiply (TFLite lowers LayerNorm through a float-only
-    batch-norm); a BatchNorm not folded into a conv (DenseNet's pre-activation) -> x * scale + shift.
+    Fused attention (nn.MultiheadAttention's scaled_dot_product_attention, lowered as one float subgraph) ->
+    scale, matmul, softmax, matmul; SiLU -> x * sigmoid(x) (LOGISTIC, MUL); hard-sigmoid -> relu6(x + 3) / 6
+    (ADD with fused RELU6, MUL); LayerNorm -> mean, subtract, square-mean, rsqrt, multiply (TFLite lowers
+    LayerNorm through a float-only batch-norm); a BatchNorm not folded into a conv (DenseNet's pre-activation)
+    -> x * scale + shift.
     """
     g = gm.graph
     changed = False
@@ -174,6 +177,22 @@ def decompose_for_int8(gm: fx.GraphModule) -> fx.GraphModule:
                     continue
             else:
                 node.replace_all_uses_with(y)
+            g.erase_node(node)
+            changed = True
+        elif t == aten.scaled_dot_product_attention.default:
+            q, k, v = node.args[:3]
+            opts = dict(zip(("attn_mask", "dropout_p", "is_causal", "scale"), node.args[3:], strict=False))
+            opts.update(node.kwargs)
+            if opts.get("attn_mask") is not None or opts.get("is_causal") or not _is_float_tensor(q):
+                continue
+            scale = opts.get("scale") or q.meta["val"].shape[-1] ** -0.5
+            sc = _const(gm, node, "_ef_c", torch.tensor(float(scale)))
+            qs = _call(gm, node, aten.mul.Tensor, (q, sc), node)
+            kt = _call(gm, node, aten.transpose.int, (k, -2, -1), node)
+            scores = _call(gm, node, aten.matmul.default, (qs, kt), node)
+            p = _call(gm, node, aten._softmax.default, (scores, -1, False), node)
+            o = _call(gm, node, aten.matmul.default, (p, v), node)
+            node.replace_all_uses_with(o)
             g.erase_node(node)
             changed = True
         elif t in (aten._native_batch_norm_legit_no_training.default, aten.batch_norm.default):
