@@ -57,10 +57,7 @@ def test_full_sizes_are_the_published_widths():
 # --- int8 TFLite: full integer for every family ---------------------------------------------------------------
 
 # Families whose int8 export is not done yet, with the reason (an empty dict when every family passes).
-INT8_XFAIL: dict[str, str] = {
-    "vit_mha": "nn.MultiheadAttention's fused attention is rewritten into matmul/softmax (quantizer.py), not yet "
-               "seen full-integer end to end; before the rewrite MUL, TRANSPOSE, BATCH_MATMUL, SOFTMAX stayed float",
-}
+INT8_XFAIL: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("name", EDGE)
