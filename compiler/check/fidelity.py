@@ -58,6 +58,14 @@ def onnx_outputs(blob: bytes, x: torch.Tensor, batch: int = 64) -> np.ndarray:
     except Exception as e:  # noqa: BLE001
         raise EdgefoldError(f"onnxruntime cannot load the model: {str(e).strip().splitlines()[0][:300]}") from None
     name = sess.get_inputs()[0].name
+    pinned = sess.get_inputs()[0].shape[0]
+    if isinstance(pinned, int) and pinned > 0:  # the exporter pinned the batch: feed batches of exactly that size
+        batch = pinned
+        pad = (-len(x)) % batch
+        xs = np.concatenate([x.numpy(), np.repeat(x.numpy()[-1:], pad, 0)]).astype(np.float32) if pad else \
+            x.numpy().astype(np.float32)
+        out = np.concatenate([sess.run(None, {name: xs[i : i + batch]})[0] for i in range(0, len(xs), batch)])
+        return out[: len(x)]
     xs = x.numpy().astype(np.float32)
     return np.concatenate([sess.run(None, {name: xs[i : i + batch]})[0] for i in range(0, len(xs), batch)])
 

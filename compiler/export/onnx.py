@@ -21,8 +21,19 @@ def _first_line(e: BaseException) -> str:
     return (text.splitlines()[0] if text else type(e).__name__)[:300]
 
 
+def fixed_batch(onnx_model: bytes | object) -> int | None:
+    """The input's batch size if the ONNX model pins it (an exporter may specialise it, e.g. for
+    nn.MultiheadAttention), else None (dynamic)."""
+    import onnx
+
+    proto = onnx.load_from_string(onnx_model) if isinstance(onnx_model, bytes | bytearray) else onnx_model
+    dims = proto.graph.input[0].type.tensor_type.shape.dim  # type: ignore[attr-defined]
+    return int(dims[0].dim_value) if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else None
+
+
 def export_onnx(model: nn.Module, example_input: torch.Tensor, dynamo: bool = False, opset: int | None = None) -> bytes:
-    """Serialized float ONNX model with input "input" (N x C x H x W, dynamic N) and output "output".
+    """Serialized float ONNX model with input "input" (the model's input shape, any rank, dynamic N where the
+    exporter keeps it: see fixed_batch) and output "output".
 
     dynamo=False (default) tries the TorchScript exporter first (opset 17): 0.4 s for ResNet-8 against 2 s (6 s on
     first use) for the torch.export-based one, which is tried next (opset 18) if TorchScript fails or is gone in

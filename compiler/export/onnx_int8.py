@@ -35,8 +35,9 @@ def _reader(input_name: str, calib: np.ndarray, batch: int = 16):
 
 
 def export_onnx_int8(onnx_float: bytes, calib_data: torch.Tensor | np.ndarray) -> bytes:
-    """Quantise a float ONNX model (from export_onnx) with `calib_data` (N x C x H x W float)."""
+    """Quantise a float ONNX model (from export_onnx) with `calib_data` (N x the model's input shape, float)."""
     import onnx
+    from edgefold.compiler.export.onnx import fixed_batch
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     model = onnx.load_from_string(onnx_float)
@@ -48,12 +49,15 @@ def export_onnx_int8(onnx_float: bytes, calib_data: torch.Tensor | np.ndarray) -
     if calib.ndim != len(dims) or tuple(calib.shape[1:]) != want:
         raise EdgefoldError(
             f"calibration data has shape {calib.shape}; the ONNX model wants N x {'x'.join(map(str, want))}")
+    batch = fixed_batch(model) or 16
+    if len(calib) % batch:  # a pinned batch takes whole batches only
+        calib = calib[: len(calib) - len(calib) % batch] if len(calib) >= batch else np.repeat(calib, batch, 0)[:batch]
     with tempfile.TemporaryDirectory(prefix="edgefold-ort-") as tmp:
         src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(onnx_float)
         logging.disable(logging.WARNING)  # ORT logs advice ("consider pre-processing") on the root logger
         try:
-            quantize_static(str(src), str(dst), _reader(input_name, calib), quant_format=QuantFormat.QDQ,
+            quantize_static(str(src), str(dst), _reader(input_name, calib, batch), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax,
                             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})

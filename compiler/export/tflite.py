@@ -18,6 +18,7 @@ import warnings
 
 import torch
 from edgefold.compiler.check.capture import capture_fd2
+from edgefold.compiler.export.quantizer import unroll_rnns
 from torch import nn
 
 from edgefold.core.errors import EdgefoldError
@@ -81,7 +82,8 @@ def _export(net: nn.Module, example: torch.Tensor) -> tuple[torch.fx.GraphModule
         return torch.export.export(net, (example,)).module(), False
 
 
-def _relu6_quantizer_class():
+def _edge_quantizer_class():
+    from edgefold.compiler.export.quantizer import annotate_remaining, decompose_for_int8
     from litert_torch.quantize import pt2e_quantizer as pq
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
 
@@ -89,8 +91,9 @@ def _relu6_quantizer_class():
     producers = (aten.conv1d.default, aten.conv2d.default, aten.convolution.default, aten.batch_norm.default,
                  aten._native_batch_norm_legit_no_training.default)
 
-    class ReLU6AwareQuantizer(pq.PT2EQuantizer):
-        """litert-torch's quantizer, plus ReLU6 treated like ReLU after a conv.
+    class EdgeQuantizer(pq.PT2EQuantizer):
+        """litert-torch's quantizer, plus ReLU6 treated like ReLU after a conv, plus an int8 observer on every
+        float tensor the stock patterns leave alone (compiler/export/quantizer.py).
 
         The stock quantizer has conv-bn-relu patterns but none for ReLU6: it lets hardtanh share the observer
         of the conv output, so a ReLU6 output got the conv's pre-activation range (about half of the int8 codes
@@ -99,8 +102,20 @@ def _relu6_quantizer_class():
         the clamp into the conv (CONV_2D with fused RELU6).
         """
 
+        # the stock GRU pattern fails on a GRU called without an initial state ("list index out of range"); the
+        # exported graph has the GRU's gates as plain linear / sigmoid / tanh ops, annotated like any other
+        STATIC_OPS = [op for op in pq.PT2EQuantizer.STATIC_OPS if op != "gru_io_only"]
+
+        def transform_for_annotation(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            return super().transform_for_annotation(decompose_for_int8(model))
+
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
             model = super().annotate(model)
+            self._relu6(model)
+            annotate_remaining(model, self.global_config)
+            return model
+
+        def _relu6(self, model: torch.fx.GraphModule) -> None:
             act = self.global_config.output_activation
             for node in model.graph.nodes:
                 if node.op != "call_function" or node.target not in (aten.hardtanh.default, aten.hardtanh_.default):
@@ -116,9 +131,8 @@ def _relu6_quantizer_class():
                     continue
                 ann.output_qspec = None  # fused into the conv: not a tensor of the int8 model
                 node.meta["quantization_annotation"] = QuantizationAnnotation(output_qspec=act, _annotated=True)
-            return model
 
-    return ReLU6AwareQuantizer
+    return EdgeQuantizer
 
 
 def _quantizer(observer: str):
@@ -138,7 +152,7 @@ def _quantizer(observer: str):
     ctr = (MinMaxObserver if observer == "minmax" else HistogramObserver).with_args(eps=2**-12)
     act = dataclasses.replace(cfg.input_activation, observer_or_fake_quant_ctr=ctr)
     cfg = dataclasses.replace(cfg, input_activation=act, output_activation=act)
-    return _relu6_quantizer_class()().set_global(cfg)
+    return _edge_quantizer_class()().set_global(cfg)
 
 
 def _one_partition_per_call(graph: torch.fx.GraphModule) -> None:
@@ -182,7 +196,7 @@ def convert_int8(model: nn.Module, example_input: torch.Tensor, calib_data: torc
     example_input = example_input[:1].to(torch.float32).contiguous()
     calib = check_calibration(calib_data, example_input)
     channel_last = example_input.dim() == 4
-    net = copy.deepcopy(model).eval()
+    net = unroll_rnns(copy.deepcopy(model)).eval()
     if channel_last:
         with torch.no_grad():
             out = net(example_input)
