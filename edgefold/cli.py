@@ -8,7 +8,9 @@ import argparse
 import errno
 import importlib
 import os
+import signal
 import sys
+import threading
 from typing import NoReturn
 
 from edgefold.core.errors import EdgefoldError
@@ -35,9 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(BaseException):
+    """SIGTERM as an exception, like KeyboardInterrupt for SIGINT: staging folders, twins and temp files are cleaned
+    up on the way out (a BaseException, so that `except Exception` in library code cannot swallow it)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
     try:
         rc = args.func(args)
     except EdgefoldError as e:
@@ -52,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"edgefold {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"edgefold {args.command}: terminated", file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return int(rc or 0)
 
 

@@ -185,8 +185,10 @@ def test_bench_on_the_jetson_twin_twice(jetson_run, tmp_path):
     assert _siblings(run) == []
 
 
-def test_ctrl_c_during_deploy_leaves_the_earlier_run(trained, tmp_path):
-    """A real SIGINT, sent once the deploy is working in its staging folder (compress/ done)."""
+@pytest.mark.parametrize("sig, rc, said", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_during_deploy_leaves_the_earlier_run(trained, tmp_path, sig, rc, said):
+    """A real SIGINT (Ctrl-C) or SIGTERM (a CI runner or `hil` stopping it), sent once the deploy is working in its
+    staging folder (compress/ done)."""
     dest = tmp_path / "run"
     before = _earlier(dest)
     env = {**os.environ, "TMPDIR": str(tmp_path / "tmp"), "COLUMNS": "200"}
@@ -201,8 +203,8 @@ def test_ctrl_c_during_deploy_leaves_the_earlier_run(trained, tmp_path):
             break
         time.sleep(0.05)
     assert p.poll() is None, "deploy ended before it could be interrupted"
-    p.send_signal(signal.SIGINT)
+    p.send_signal(sig)
     _, err = p.communicate(timeout=120)
-    assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    assert p.returncode == rc and said in err and "Traceback" not in err, err
     assert snapshot(tmp_path) == before and _siblings(dest) == []
     assert list((tmp_path / "tmp").iterdir()) == []
