@@ -34,6 +34,7 @@ ALIAS = {"batch_norm", "relu", "relu6", "hardtanh", "dropout", "flatten", "view"
          "identity", "clone", "contiguous", "squeeze", "unsqueeze", "alias", "detach",
          "_native_batch_norm_legit_no_training"}
 PER_CHANNEL_CONST = 12  # int32 bias + int32 multiplier + int32 shift per output channel
+DWCONV_FOLDED_BIAS = 4  # depthwise: an int32 bias with the input offset folded in (the M4 path's interior pixels)
 ALIGN = 16
 
 
@@ -246,7 +247,7 @@ class FootprintModel:
                 cout = self._scale(st.cout, st.out_group, keep)
                 cin = self._scale(st.cin, st.in_group, keep) if st.kind != "dwconv" else 1
                 w = cout * cin * st.khw
-                weights += w + PER_CHANNEL_CONST * cout
+                weights += w + (PER_CHANNEL_CONST + (DWCONV_FOLDED_BIAS if st.kind == "dwconv" else 0)) * cout
                 params += w + cout
                 mac = w * st.out_hw
                 macs += mac
