@@ -135,7 +135,11 @@ class Lowerer:
 
     def int8_io(self, op: Op, *idx: int) -> None:
         for i in idx:
-            self.need(op, self.t(i).dtype == "int8", f"{self.t(i).dtype} tensor '{self.t(i).name}', only int8")
+            t = self.t(i)
+            self.need(op, t.dtype == "int8", f"{t.dtype} tensor '{t.name}', only int8")
+            sc = np.asarray(t.scales, dtype=np.float64)
+            self.need(op, sc.size > 0 and bool(np.all(np.isfinite(sc) & (sc > 0))),
+                      f"tensor '{t.name}' without a valid int8 quantisation (scale)")
 
     def scratch(self, step_index: int, nbytes: int) -> Ref:
         key = f"s{step_index}"
@@ -210,6 +214,8 @@ class Lowerer:
                   "unexpected output shape")
         pad_t = pads[0] + (conv_pad(sh, dh, hp, kh, oh) if same else 0)
         pad_l = pads[2] + (conv_pad(sw, dwl, wp, kw, ow) if same else 0)
+        self.need(op, oc > 0 and np.asarray(w.scales).size in (1, oc), "weight scales that do not match the "
+                  "output channels")
         scales = np.broadcast_to(w.scales.astype(np.float64), (oc,))
         mult, shift = zip(*(quantize_multiplier(float(x.scale) * float(s) / float(y.scale)) for s in scales),
                           strict=True)
@@ -645,6 +651,11 @@ class Lowerer:
     }
 
     # --- driver -----------------------------------------------------------------------------------------
+    # Inputs each op must have (the handlers index them): a model that breaks this is malformed, not unsupported.
+    MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "SUB": 2, "MUL": 2,
+                  "SQUARED_DIFFERENCE": 2, "DIV": 2, "MEAN": 2, "SUM": 2, "PAD": 2, "PADV2": 2, "TRANSPOSE": 2,
+                  "SLICE": 3, "STRIDED_SLICE": 4, "BATCH_MATMUL": 2, "MAXIMUM": 2, "MINIMUM": 2}
+
     def run(self, supported: dict[str, int]) -> Lowered:
         for op in self.g.ops:
             if op.name not in supported:
@@ -653,6 +664,10 @@ class Lowerer:
             if op.version > supported[op.name]:
                 raise UnsupportedOp(f"unsupported op: {op.name} version {op.version} ({self.where(op)}): the "
                                     f"edgefold runtime supports up to {supported[op.name]}")
+            need = self.MIN_INPUTS.get(op.name, 1)
+            if len(op.inputs) < need or not op.outputs or min(op.inputs[:need]) < 0:
+                raise EdgefoldError(f"malformed model: {op.name} ({self.where(op)}) has {len(op.inputs)} inputs "
+                                    f"and {len(op.outputs)} outputs; it needs {need} inputs and an output")
         if len(self.g.inputs) != 1 or len(self.g.outputs) != 1:
             raise EdgefoldError("the edgefold runtime needs exactly one input and one output tensor")
         for i in (self.g.inputs[0], self.g.outputs[0]):
