@@ -588,9 +588,20 @@ class Lowerer:
 
     def rsqrt(self, op: Op) -> None:
         xi, yi = op.inputs[0], op.outputs[0]
-        self.need(op, self.t(xi).dtype == "float32", "float32 only")
-        self.add_step(Step("ef_rsqrt_f32", "ef_unary_params", dict(count=self.t(xi).size),
-                           [self.ref(xi), self.ref(yi)], op.name))
+        x, y = self.t(xi), self.t(yi)
+        if x.dtype == "float32":
+            self.add_step(Step("ef_rsqrt_f32", "ef_unary_params", dict(count=x.size),
+                               [self.ref(xi), self.ref(yi)], op.name))
+            return
+        self.int8_io(op, xi, yi)
+        self.need(op, x.size == y.size, "shape change")
+        # TFLM's Prepare: 1 / (sqrt(in_scale) * out_scale) from the float32 scales, in double
+        mult, shift = quantize_multiplier(1.0 / (math.sqrt(float(np.float32(x.scale))) * float(np.float32(y.scale))))
+        self.need(op, -31 <= shift - 20 <= 31, f"output multiplier shift {shift} out of range")
+        f = dict(count=x.size, in_zp=x.zero_point, out_zp=y.zero_point, mult=mult, shift=shift, mult2=0, shift2=0,
+                 radius=0)
+        self.add_step(Step("ef_rsqrt", "ef_act_params", f, [self.ref(xi), self.ref(yi)], op.name))
+        self.out.overlaps.append((self.key(yi), self.key(xi), 0))
 
     def batch_matmul(self, op: Op) -> None:
         li, ri, yi = op.inputs[0], op.inputs[1], op.outputs[0]

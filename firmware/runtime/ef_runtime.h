@@ -113,11 +113,11 @@ typedef struct {
     int32_t count;
 } ef_unary_params;
 
-/* Element-wise int8 activations (LOGISTIC, TANH, HARD_SWISH, LEAKY_RELU): what each kernel's TFLM Prepare computes. */
+/* Element-wise int8 maps (LOGISTIC, TANH, HARD_SWISH, LEAKY_RELU, RSQRT): what each TFLM Prepare computes. */
 typedef struct {
     int32_t count, in_zp, out_zp;
     int32_t mult, shift;       /* LOGISTIC/TANH: input multiplier and left shift; HARD_SWISH: output (Q0.15);
-                                * LEAKY_RELU: identity */
+                                * LEAKY_RELU: identity; RSQRT: 1 / (sqrt(in_scale) out_scale) */
     int32_t mult2, shift2;     /* HARD_SWISH: reluish (Q0.15); LEAKY_RELU: |alpha| */
     int32_t radius;            /* LOGISTIC/TANH: input range radius; LEAKY_RELU: 1 if alpha < 0 */
 } ef_act_params;
@@ -151,6 +151,7 @@ int ef_softmax_f32(const ef_softmax_params *p, const float *in, float *out);
 int ef_batch_matmul(const ef_bmm_params *p, const int8_t *lhs, const int8_t *rhs, int8_t *out);
 int ef_batch_matmul_f32(const ef_bmm_params *p, const float *lhs, const float *rhs, float *out);
 int ef_rsqrt_f32(const ef_unary_params *p, const float *in, float *out);
+int ef_rsqrt(const ef_act_params *p, const int8_t *in, int8_t *out);
 int ef_sub(const ef_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 int ef_squared_difference(const ef_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);
 int ef_maximum_minimum(const ef_minmax_params *p, const int8_t *in1, const int8_t *in2, int8_t *out);

@@ -1,5 +1,5 @@
 """Randomized single-op tests for the kernels the edge architectures need (issue #13): activations (LOGISTIC, TANH,
-HARD_SWISH, LEAKY_RELU), SUB / MAXIMUM / MINIMUM, SUM, STRIDED_SLICE, slicing and channel shuffle, grouped
+HARD_SWISH, LEAKY_RELU, RSQRT), SUB / MAXIMUM / MINIMUM, SUM, STRIDED_SLICE, slicing and channel shuffle, grouped
 convolution, int8 SOFTMAX. Each builds a tiny PyTorch module, exports it with the project's int8 TFLite exporter,
 generates C, builds it on the host (portable and packed kernels) and compares bit-exactly with TFLM on 20 random
 inputs."""
@@ -62,6 +62,7 @@ ACTIVATIONS: dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = {
     "tanh": ("TANH", torch.tanh),
     "hardswish": ("HARD_SWISH", nn.functional.hardswish),
     "leaky": ("LEAKY_RELU", lambda x: nn.functional.leaky_relu(x, 0.1)),
+    "rsqrt": ("RSQRT", lambda x: torch.rsqrt(x * x + 0.1)),
 }
 
 
