@@ -4,7 +4,7 @@ block, plus the buffers the arena planner must place (activations, kernel scratc
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 import tflite
@@ -19,6 +19,7 @@ from edgefold.compiler.codegen.quant import (
     quantize_multiplier_smaller_than_one,
     round_half_away,
 )
+from edgefold.compiler.codegen.steps import ConstArray, Lowered, Ref, Step
 from edgefold.compiler.tflite_model import Op, Tensor, TfliteModel
 
 from edgefold.core.errors import EdgefoldError
@@ -40,42 +41,6 @@ def window_delta(w: int, c: int, oh: int, ow: int, oc: int, sh: int, sw: int, pa
 
 class UnsupportedOp(EdgefoldError):
     """The model contains an operator (or a variant of one) the edgefold runtime does not implement."""
-
-
-@dataclass
-class ConstArray:
-    name: str
-    ctype: str  # int8_t, int32_t, float
-    values: np.ndarray
-
-
-@dataclass
-class Ref:
-    """A pointer argument: a tensor (arena, model input, or constant) or an op's scratch buffer."""
-    kind: str  # "tensor" | "scratch" | "const" | "null"
-    key: str | int
-    ctype: str
-    offset: int = 0  # bytes into the tensor (CONCATENATION writes bands of its output)
-
-
-@dataclass
-class Step:
-    fn: str
-    struct: str | None
-    fields: dict
-    args: list[Ref]
-    op: str
-
-
-@dataclass
-class Lowered:
-    steps: list[Step] = field(default_factory=list)
-    consts: list[ConstArray] = field(default_factory=list)
-    buffers: dict[str, Buffer] = field(default_factory=dict)
-    overlaps: list[tuple[str, str, int]] = field(default_factory=list)
-    storage: dict[int, int] = field(default_factory=dict)  # tensor -> storage root tensor
-    input_root: int = -1
-    output_root: int = -1
 
 
 CTYPE = {"int8": "int8_t", "int32": "int32_t", "float32": "float"}
