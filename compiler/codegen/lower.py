@@ -351,14 +351,26 @@ class Lowerer:
         self.elementwise_alias(op, bc, [ai, bi_], yi)
 
     def activation(self, op: Op) -> None:
-        """LOGISTIC, TANH, HARD_SWISH, LEAKY_RELU on int8: the constants each TFLM kernel's Prepare computes."""
+        """LOGISTIC, TANH, HARD_SWISH, LEAKY_RELU, RELU, RELU6 on int8: the constants each TFLM kernel's Prepare
+        computes."""
         xi, yi = op.inputs[0], op.outputs[0]
         x, y = self.t(xi), self.t(yi)
         self.int8_io(op, xi, yi)
         self.need(op, x.size == y.size, "shape change")
         f32 = np.float32
-        f = dict(count=x.size, in_zp=x.zero_point, out_zp=y.zero_point, mult=0, shift=0, mult2=0, shift2=0, radius=0)
-        if op.name in ("LOGISTIC", "TANH"):
+        f = dict(count=x.size, in_zp=x.zero_point, out_zp=y.zero_point, mult=0, shift=0, mult2=0, shift2=0, radius=0,
+                 act_min=-128, act_max=127)
+        if op.name == "RELU":
+            # activations_common.cc CalculateReluOpData: the multiplier from the float quotient of the scales
+            m, s = quantize_multiplier(float(f32(x.scale) / f32(y.scale)))
+            f.update(mult=m, shift=s, act_min=max(-128, y.zero_point))
+        elif op.name == "RELU6":
+            # Relu6Prepare: clamps in the input's quantisation, the output's is assumed equal
+            self.need(op, x.scale == y.scale and x.zero_point == y.zero_point, "output quantisation differs from "
+                      "the input's")
+            six = round_half_away(float(f32(6.0) / f32(x.scale))) + x.zero_point
+            f.update(act_min=x.zero_point, act_max=min(127, max(-128, six)))
+        elif op.name in ("LOGISTIC", "TANH"):
             if op.name == "LOGISTIC":
                 self.need(op, y.zero_point == -128, f"output zero point {y.zero_point}, TFLM needs -128")
             real = float(f32(x.scale)) * float(1 << 27)  # Q4.27 input
@@ -623,7 +635,8 @@ class Lowerer:
         "QUANTIZE": qdq, "DEQUANTIZE": qdq, "TRANSPOSE": gather, "SLICE": gather, "SOFTMAX": softmax,
         "RSQRT": rsqrt, "BATCH_MATMUL": batch_matmul, "CONCATENATION": concatenation, "SUM": mean,
         "MAXIMUM": minmax, "MINIMUM": minmax, "LOGISTIC": activation, "TANH": activation,
-        "HARD_SWISH": activation, "LEAKY_RELU": activation, "STRIDED_SLICE": gather,
+        "HARD_SWISH": activation, "LEAKY_RELU": activation, "RELU": activation, "RELU6": activation,
+        "STRIDED_SLICE": gather,
     }
 
     # --- driver -----------------------------------------------------------------------------------------

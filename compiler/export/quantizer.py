@@ -37,6 +37,12 @@ SHARE_OPS = {
 SPLIT_OPS = {aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default, aten.unbind.int,
              aten.split_copy.Tensor, aten.tensor_split.sections}
 # TFLite's fixed output quantisation (scale, zero point) for int8.
+CLAMP_OPS = {aten.hardtanh.default, aten.hardtanh_.default, aten.relu6.default}
+# producers the converter fuses a following RELU6 into (the clamp then happens in the producer's requantisation)
+FUSES_ACTIVATION = {
+    aten.conv1d.default, aten.conv2d.default, aten.convolution.default, aten.linear.default, aten.addmm.default,
+    aten.add.Tensor, aten.add_.Tensor,
+}
 FIXED_OUT = {
     aten.sigmoid.default: (1 / 256, -128),
     aten._softmax.default: (1 / 256, -128),
@@ -251,6 +257,12 @@ def annotate_remaining(gm: fx.GraphModule, config: Any) -> None:
         return _is_float_tensor(src) and not _has_output_qspec(src)
 
     for node in gm.graph.nodes:
+        if node.op == "call_function" and node.target in CLAMP_OPS and _is_float_tensor(node):
+            src = node.args[0]
+            if isinstance(src, fx.Node) and src.target not in FUSES_ACTIVATION:
+                # TFLM's RELU6 clamps the raw bytes and ignores the output's quantisation, so a standalone one
+                # (nothing to fuse into) must keep its input's, or TFLM and LiteRT disagree
+                node.meta.pop("quantization_annotation", None)
         if node.op != "call_function" or _annotated(node):
             continue
         t = node.target
@@ -287,7 +299,7 @@ def annotate_remaining(gm: fx.GraphModule, config: Any) -> None:
             node.meta["quantization_annotation"] = QuantizationAnnotation(input_qspec_map=qmap, output_qspec=shared,
                                                                           _annotated=True)
             continue
-        if t in SHARE_OPS or t in (aten.hardtanh.default, aten.hardtanh_.default):
+        if t in SHARE_OPS or t in CLAMP_OPS:
             src = inputs[0] if inputs else None
             if src is None:
                 continue

@@ -83,7 +83,7 @@ def _export(net: nn.Module, example: torch.Tensor) -> tuple[torch.fx.GraphModule
 
 
 def _edge_quantizer_class():
-    from edgefold.compiler.export.quantizer import annotate_remaining, decompose_for_int8
+    from edgefold.compiler.export.quantizer import CLAMP_OPS, annotate_remaining, decompose_for_int8
     from litert_torch.quantize import pt2e_quantizer as pq
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
 
@@ -118,7 +118,7 @@ def _edge_quantizer_class():
         def _relu6(self, model: torch.fx.GraphModule) -> None:
             act = self.global_config.output_activation
             for node in model.graph.nodes:
-                if node.op != "call_function" or node.target not in (aten.hardtanh.default, aten.hardtanh_.default):
+                if node.op != "call_function" or node.target not in CLAMP_OPS:
                     continue
                 src = node.args[0]
                 lo = node.args[1] if len(node.args) > 1 else -1.0

@@ -113,13 +113,15 @@ typedef struct {
     int32_t count;
 } ef_unary_params;
 
-/* Element-wise int8 maps (LOGISTIC, TANH, HARD_SWISH, LEAKY_RELU, RSQRT): what each TFLM Prepare computes. */
+/* Element-wise int8 maps (LOGISTIC, TANH, HARD_SWISH, LEAKY_RELU, RELU, RELU6, RSQRT): what each TFLM Prepare
+ * computes. */
 typedef struct {
     int32_t count, in_zp, out_zp;
     int32_t mult, shift;       /* LOGISTIC/TANH: input multiplier and left shift; HARD_SWISH: output (Q0.15);
                                 * LEAKY_RELU: identity; RSQRT: 1 / (sqrt(in_scale) out_scale) */
     int32_t mult2, shift2;     /* HARD_SWISH: reluish (Q0.15); LEAKY_RELU: |alpha| */
     int32_t radius;            /* LOGISTIC/TANH: input range radius; LEAKY_RELU: 1 if alpha < 0 */
+    int32_t act_min, act_max;  /* RELU: output clamp; RELU6: input clamp (same scale, no rescale) */
 } ef_act_params;
 
 typedef struct {
@@ -159,6 +161,8 @@ int ef_logistic(const ef_act_params *p, const int8_t *in, int8_t *out);
 int ef_tanh(const ef_act_params *p, const int8_t *in, int8_t *out);
 int ef_hard_swish(const ef_act_params *p, const int8_t *in, int8_t *out);
 int ef_leaky_relu(const ef_act_params *p, const int8_t *in, int8_t *out);
+int ef_relu(const ef_act_params *p, const int8_t *in, int8_t *out);
+int ef_relu6(const ef_act_params *p, const int8_t *in, int8_t *out);
 int ef_copy_rows(const ef_rows_params *p, const void *in, void *out);   /* CONCATENATION, one input per call */
 void ef_copy(void *dst, const void *src, int32_t n);
 

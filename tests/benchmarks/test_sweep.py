@@ -65,8 +65,10 @@ def quick_sweep(tmp_path_factory):
     cache, out = tmp / "cache", tmp / "out"
     plan = quick_plan()
     total = len(plan.evals())
+    # SIGINT back to its default: a background job of a shell without job control starts with it ignored
     p = subprocess.Popen(_cmd(cache, out, tmp / "s1.json"), cwd=ROOT, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
+                         stderr=subprocess.STDOUT, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     c = Cache(cache)
     frozen = None
     try:
@@ -82,8 +84,10 @@ def quick_sweep(tmp_path_factory):
         held = c.count()
         assert held < total - 2, f"{held} of {total} results before the interrupt: the plan is too small to test it"
         p.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 900  # a hang guard only
         while not all(_sigterm_pending_or_gone(w) for w in _workers(p.pid)):
             assert p.poll() is None or p.returncode == 130, p.communicate()[0]
+            assert time.monotonic() < deadline, "the sweep did not stop its workers after SIGINT"
             time.sleep(0.05)
     finally:
         if frozen is not None:

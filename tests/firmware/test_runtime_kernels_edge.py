@@ -1,8 +1,8 @@
 """Randomized single-op tests for the kernels the edge architectures need (issue #13): activations (LOGISTIC, TANH,
-HARD_SWISH, LEAKY_RELU, RSQRT), SUB / MAXIMUM / MINIMUM, SUM, STRIDED_SLICE, slicing and channel shuffle, grouped
-convolution, int8 SOFTMAX. Each builds a tiny PyTorch module, exports it with the project's int8 TFLite exporter,
-generates C, builds it on the host (portable and packed kernels) and compares bit-exactly with TFLM on 20 random
-inputs."""
+HARD_SWISH, LEAKY_RELU, RSQRT, standalone RELU / RELU6), SUB / MAXIMUM / MINIMUM, SUM, STRIDED_SLICE, slicing and
+channel shuffle, grouped convolution, int8 SOFTMAX. Each builds a tiny PyTorch module, exports it with the project's
+int8 TFLite exporter, generates C, builds it on the host (portable and packed kernels) and compares bit-exactly with
+TFLM on 20 random inputs."""
 
 from __future__ import annotations
 
@@ -74,6 +74,17 @@ def test_activation(kind: str, seed: int) -> None:
     if seed % 2 == 0:  # > 256 elements: the kernels' table path
         shape = (1, shape[1], 12, 12)
     _compare(_Around(shape[1], fn), shape, seed, op)
+
+
+@pytest.mark.parametrize("seed", [103, 104])
+@pytest.mark.parametrize("op, fn", [("RELU", nn.functional.relu), ("RELU6", nn.functional.relu6)])
+def test_standalone_relu(op: str, fn: Callable[[torch.Tensor], torch.Tensor], seed: int) -> None:
+    """After a concatenation there is no producer to fuse the activation into (DenseNet's pre-activation)."""
+    shape = _shape(seed)
+    if seed % 2 == 0:
+        shape = (1, shape[1], 12, 12)
+    c = shape[1]
+    _compare(_Around(c, lambda x: fn(torch.cat([x, 0.5 - x], 1)), c_out=2 * c), shape, seed, op)
 
 
 BINARY: dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = {

@@ -169,7 +169,11 @@ def test_deploy_resnet8_bit_exact_and_deterministic(trained, tmp_path, cli):
     rc, _, err = cli("bench", "--target", "esp-eye-qemu", "--from", out, "--runs", "2")
     assert rc == 0, err
     again = json.loads((out / "result.json").read_text())
-    assert again["latency"]["per_run_instructions"] == first and again["output_crc_match"] is True
+    assert again["output_crc_match"] is True
+    # the same instructions each run; CCOUNT reads them in 25-instruction ticks, and where a run starts within a
+    # tick depends on how long the harness polled for the host's command, so two readings differ by at most a tick
+    runs = first + again["latency"]["per_run_instructions"]
+    assert max(runs) - min(runs) <= xt.INSNS_PER_TICK, runs
 
 
 def test_bad_input_is_one_line(tmp_path, cli):
