@@ -36,6 +36,32 @@ def trained(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="session")
+def edge_int8():
+    """edge_int8(name) -> the edge-zoo model's full-integer int8 .tflite (seeded weights, 64 digits calibrate it),
+    exported once per session: tests/compiler checks the export, tests/firmware runs it. An export that fails
+    fails each test that asks for it, with the same error, without being repeated."""
+    from edgefold.compiler import data, zoo
+    from edgefold.compiler.export.tflite import export_tflite_int8
+
+    cache: dict[str, bytes | Exception] = {}
+
+    def get(name: str) -> bytes:
+        if name not in cache:
+            shape = zoo.input_shape(name)
+            calib = data.calibration_batch(shape, 64)
+            try:
+                cache[name] = export_tflite_int8(zoo.build(name).eval(), calib[:1].contiguous(), calib)
+            except Exception as e:  # noqa: BLE001 - re-raised to every test that asks for this model
+                cache[name] = e
+        got = cache[name]
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    return get
+
+
 @pytest.fixture
 def cli(capsys):
     """Run the edgefold CLI in-process: cli(*args) -> (exit_code, stdout, stderr)."""

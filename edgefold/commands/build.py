@@ -6,17 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgefold.commands.common import (
-    add_compress_args,
-    add_data_args,
-    add_device_args,
-    add_fit_args,
-    add_keep_failed,
-    add_model_args,
-    console,
-    err_console,
-    progress,
-)
+from edgefold.commands.common import add_deploy_args, console, err_console, progress
 from edgefold.core.artifacts import FirmwareBuild
 
 
@@ -26,16 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Compress and export the model, then generate the board's PlatformIO project (nano33ble, "
                     "esp-eye) and build its firmware when the toolchain is installed (twins: the ELF); writes "
                     "the sizes to DIR/firmware.json. Nothing is flashed. Same flags as `edgefold deploy`.")
-    p.add_argument("--target", required=True, help="device: nano33ble, esp-eye, or a twin: nano33ble-qemu, "
-                                                   "esp-eye-qemu (see `edgefold targets`)")
-    add_model_args(p)
-    add_compress_args(p)
-    add_data_args(p, "older name of --data")
-    add_fit_args(p)
-    add_device_args(p, backend=True)
-    p.add_argument("--out", required=True, metavar="DIR",
-                   help="run folder (compress/, build-input/, build/ with the project or firmware, firmware.json)")
-    add_keep_failed(p)
+    add_deploy_args(p, "device: nano33ble, esp-eye, or a twin: nano33ble-qemu, esp-eye-qemu (see `edgefold targets`)",
+                    "run folder (compress/, build-input/, build/ with the project or firmware, firmware.json)")
     p.add_argument("--offline", action="store_true",
                    help="build a board's firmware only if its PlatformIO platform is installed (no download "
                         "attempt); the project is written either way")

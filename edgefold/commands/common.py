@@ -175,6 +175,18 @@ def add_keep_failed(p: argparse.ArgumentParser) -> None:
                         "failed command leaves nothing behind and its output folder as it was)")
 
 
+def add_deploy_args(p: argparse.ArgumentParser, target_help: str, out_help: str) -> None:
+    """The flags `deploy` and `build` share: target, model, compression, data, fit, device, --out, --keep-failed."""
+    p.add_argument("--target", required=True, help=target_help)
+    add_model_args(p)
+    add_compress_args(p)
+    add_data_args(p, "older name of --data")
+    add_fit_args(p)
+    add_device_args(p, backend=True)
+    p.add_argument("--out", required=True, metavar="DIR", help=out_help)
+    add_keep_failed(p)
+
+
 def keep_failed(args: argparse.Namespace) -> Path | None:
     return Path(args.keep_failed) if getattr(args, "keep_failed", None) else None
 

@@ -7,12 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgefold.commands.common import (
-    add_compress_args,
-    add_data_args,
-    add_device_args,
-    add_fit_args,
-    add_keep_failed,
-    add_model_args,
+    add_deploy_args,
     choice,
     console,
     data_request,
@@ -35,17 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "deploy", help="compress, export, build, flash and measure on a device",
         description="Compress the model, export it (TFLite int8 for MCUs, ONNX for the Jetson), build the firmware "
                     "(or remote bundle), flash it, run the benchmark on the device and write DIR/result.json.")
-    p.add_argument("--target", required=True, help="device: nano33ble, esp-eye, jetson-nano, or a twin: "
-                                                   "nano33ble-qemu, esp-eye-qemu, jetson-local "
-                                                   "(see `edgefold targets`)")
-    add_model_args(p)
-    add_compress_args(p)
-    add_data_args(p, "older name of --data")
-    add_fit_args(p)
-    add_device_args(p, backend=True)
-    p.add_argument("--out", required=True, metavar="DIR",
-                   help="run folder (compress/, build-input/, build/, result.json)")
-    add_keep_failed(p)
+    add_deploy_args(p, "device: nano33ble, esp-eye, jetson-nano, or a twin: nano33ble-qemu, esp-eye-qemu, "
+                       "jetson-local (see `edgefold targets`)",
+                    "run folder (compress/, build-input/, build/, result.json)")
     p.add_argument("--no-flash", action="store_true",
                    help="stop after the build: what `edgefold build` does (project, firmware, sizes)")
     p.add_argument("--offline", action="store_true",

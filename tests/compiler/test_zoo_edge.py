@@ -61,20 +61,17 @@ INT8_XFAIL: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("name", EDGE)
-def test_edge_model_exports_full_integer_int8(name):
+def test_edge_model_exports_full_integer_int8(name, edge_int8):
     import numpy as np
     from edgefold.compiler.check.fidelity import tflite_outputs, torch_outputs
-    from edgefold.compiler.export.tflite import check_full_integer, convert_int8
     from edgefold.compiler.tflite_model import read_tflite
 
     if name in INT8_XFAIL:
         pytest.xfail(INT8_XFAIL[name])
-    model, shape = zoo.build(name).eval(), zoo.input_shape(name)
-    calib = data.calibration_batch(shape, 32)
-    blob = convert_int8(model, calib[:1], calib)
-    check_full_integer(blob, model)  # raises naming the layer if any op stays float
+    blob = edge_int8(name)  # export_tflite_int8 raises naming the layer if any op stays float
     info = read_tflite(blob)
     assert "DEQUANTIZE" not in {op.name for op in info.ops}
+    model, shape = zoo.build(name).eval(), zoo.input_shape(name)  # seeded: the weights edge_int8 exported
     x = data.load(shape, "test").x[:8]
     ref, out = torch_outputs(model, x), tflite_outputs(blob, x)
     assert out.shape == ref.shape and np.isfinite(out).all()

@@ -11,8 +11,7 @@ import shutil
 import numpy as np
 import pytest
 from _ef_runtime_support import host_model, io_params, run_on_qemu, tflm
-
-zoo_edge = pytest.importorskip("edgefold.compiler.zoo_edge", reason="the edge test zoo is not merged yet")
+from edgefold.compiler import zoo_edge
 
 N_INPUTS = 20
 HAS_QEMU = bool(shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"))
@@ -41,32 +40,14 @@ def _params(names: list[str], xfail: dict[str, str]) -> list:
 EDGE = sorted(zoo_edge.EDGE)
 
 
-def _blob(name: str) -> bytes:
-    from edgefold.compiler import data, zoo
-    from edgefold.compiler.export.tflite import export_tflite_int8
-
-    shape = zoo.input_shape(name)
-    calib = data.calibration_batch(shape, 64)
-    return export_tflite_int8(zoo.build(name).eval(), calib[:1].contiguous(), calib)
-
-
-_BLOBS: dict[str, bytes] = {}
-
-
-def blob(name: str) -> bytes:
-    if name not in _BLOBS:
-        _BLOBS[name] = _blob(name)
-    return _BLOBS[name]
-
-
 def _inputs(b: bytes, seed: int = 0) -> np.ndarray:
     _, _, shape = io_params(b)
     return np.random.default_rng(seed).integers(-128, 128, size=(N_INPUTS, *shape[1:]), dtype=np.int8)
 
 
 @pytest.mark.parametrize("name", _params(EDGE, XFAIL))
-def test_codegen_bitexact_with_tflm(name: str) -> None:
-    b = blob(name)
+def test_codegen_bitexact_with_tflm(name: str, edge_int8) -> None:
+    b = edge_int8(name)
     x = _inputs(b)
     ref = tflm(b, x)
     for variant in ("portable", "packed"):
@@ -76,8 +57,8 @@ def test_codegen_bitexact_with_tflm(name: str) -> None:
 
 @pytest.mark.skipif(not HAS_QEMU, reason="arm-none-eabi-gcc / qemu-system-arm not installed")
 @pytest.mark.parametrize("name", _params(EDGE, {**XFAIL, **NOT_ON_TWIN}))
-def test_twin_matches_host(name: str) -> None:
-    b = blob(name)
+def test_twin_matches_host(name: str, edge_int8) -> None:
+    b = edge_int8(name)
     x = _inputs(b)[:1]
     bench, manifest, _ = run_on_qemu(b, x[0], f"zoo-{name}")
     host = host_model(b, "packed").run(x)[0]
