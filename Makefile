@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 RUNS   := runs
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck wheel-check debian venv bench clean
+.PHONY: demo test test-full lint typecheck wheel-check debian venv bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +32,24 @@ demo: venv debian
 	$(BIN)/edgefold deploy --target nano33ble-qemu --model resnet8 --weights $(RUNS)/resnet8.pt \
 		--fit --max-latency 250 --repair repair --recover --recover-time 150 --out $(RUNS)/demo
 
-# EDGEFOLD_FULL_BITEXACT=1: the runtime is checked bit-exact against TFLM on every zoo model, plain and folded.
-# The suite includes tests/test_wheel.py (the built wheel, installed outside the checkout, deploys to the twin).
+# The suite runs on JOBS pytest-xdist workers, then the `isolated` tests (they compare the process table, /tmp and
+# the accounts before and after a command) alone. It includes tests/test_wheel.py (the built wheel, installed outside
+# the checkout, deploys to the twin). Exit code 5 (nothing collected) fails.
+JOBS ?= 2
+define run_pytest
+	@$(BIN)/python -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+endef
+
 test: venv debian
 	$(BIN)/ruff check .
 	$(BIN)/python tools/typecheck.py
-	@EDGEFOLD_FULL_BITEXACT=1 $(BIN)/python -m pytest --durations=15 $(PYTEST_ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+	$(call run_pytest,-n $(JOBS) --dist loadgroup -m "not isolated" --durations=15)
+	$(call run_pytest,-m isolated)
+
+# `test` plus vgg11_bn and resnet18 bit-exact against TFLM (plain and folded) and more random kernel cases.
+test-full: export EDGEFOLD_FULL_BITEXACT = 1
+test-full: test
 
 lint: venv
 	$(BIN)/ruff check .

@@ -60,6 +60,7 @@ def test_full_sizes_are_the_published_widths():
 INT8_XFAIL: dict[str, str] = {}
 
 
+@pytest.mark.xdist_group("edge_int8")  # the worker that runs tests/firmware/test_zoo_edge_runtime.py
 @pytest.mark.parametrize("name", EDGE)
 def test_edge_model_exports_full_integer_int8(name, edge_int8):
     import numpy as np

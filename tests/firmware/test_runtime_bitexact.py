@@ -1,9 +1,9 @@
 """The host-compiled edgefold runtime gives exactly TFLM's int8 outputs on the zoo models (digits test images).
 
-Default run (CI budget): resnet8, dscnn, mobilenetv1_025 and vit_tiny, uncompressed, plus resnet8 folded at r=0.5,
-100 inputs each, through both kernel variants (portable C and the Cortex-M4 SMLAD path with the DSP
-instructions emulated). EDGEFOLD_FULL_BITEXACT=1 adds vgg11_bn, resnet18 and every folded model (minutes: TFLM's
-reference kernels need ~1 s per ResNet-18 inference on this host)."""
+Default run (`make test`): resnet8, dscnn, mobilenetv1_025 and vit_tiny, uncompressed and folded at r=0.5, 100 inputs
+each, through both kernel variants (portable C and the Cortex-M4 SMLAD path with the DSP instructions emulated).
+EDGEFOLD_FULL_BITEXACT=1 (`make test-full`) adds vgg11_bn and resnet18, plain and folded (minutes: TFLM's reference
+kernels need ~1 s per ResNet-18 inference on this host)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from _ef_runtime_support import digits_inputs, host_model, tflm, zoo_blob
 FULL = os.environ.get("EDGEFOLD_FULL_BITEXACT") == "1"
 N_INPUTS = 100
 
-CASES = [("resnet8", None), ("dscnn", None), ("mobilenetv1_025", None), ("vit_tiny", None), ("resnet8", 0.5)]
-FULL_CASES = [("vgg11_bn", None), ("resnet18", None), ("dscnn", 0.5), ("mobilenetv1_025", 0.5), ("vit_tiny", 0.5),
-              ("vgg11_bn", 0.5), ("resnet18", 0.5)]
+CASES = [("resnet8", None), ("dscnn", None), ("mobilenetv1_025", None), ("vit_tiny", None), ("resnet8", 0.5),
+         ("dscnn", 0.5), ("mobilenetv1_025", 0.5), ("vit_tiny", 0.5)]
+FULL_CASES = [("vgg11_bn", None), ("resnet18", None), ("vgg11_bn", 0.5), ("resnet18", 0.5)]
 
 
 def _check(name: str, ratio: float | None) -> None:
@@ -33,17 +33,23 @@ def _check(name: str, ratio: float | None) -> None:
                                f"first #{bad[:1]}: {ours[bad[:1]]} vs {ref[bad[:1]]}")
 
 
-@pytest.mark.parametrize("name,ratio", CASES, ids=[f"{n}-{'fold' if r else 'base'}" for n, r in CASES])
+# Known difference, not yet isolated to an op: the folded vit_tiny (int8 LayerNorm/attention since the exporter made
+# it full-integer) differs from TFLM by 1 LSB in a few logits on 1 of 100 inputs.
+KNOWN = {("vit_tiny", 0.5): "1/100 inputs differ from TFLM by 1 LSB in a few logits (op not isolated yet)"}
+
+
+def _params(cases: list[tuple[str, float | None]]) -> list:
+    return [pytest.param(n, r, id=f"{n}-{'fold' if r else 'base'}",
+                         marks=[pytest.mark.xfail(reason=KNOWN[(n, r)], strict=False)] if (n, r) in KNOWN else [])
+            for n, r in cases]
+
+
+@pytest.mark.parametrize("name,ratio", _params(CASES))
 def test_zoo_bit_exact(name: str, ratio: float | None) -> None:
     _check(name, ratio)
 
 
-# Known difference, not yet isolated to an op: the folded vit_tiny (int8 LayerNorm/attention since the exporter made
-# it full-integer) differs from TFLM by 1 LSB in a few logits on 1 of 100 inputs.
-KNOWN = {("vit_tiny", 0.5): "1/100 inputs differ from TFLM by 1 LSB in a few logits (op not isolated yet)"}
-FULL_PARAMS = [pytest.param(n, r, id=f"{n}-{'fold' if r else 'base'}",
-                            marks=[pytest.mark.xfail(reason=KNOWN[(n, r)], strict=False)] if (n, r) in KNOWN else [])
-               for n, r in FULL_CASES]
+FULL_PARAMS = _params(FULL_CASES)
 
 
 @pytest.mark.skipif(not FULL, reason="set EDGEFOLD_FULL_BITEXACT=1 (several minutes)")

@@ -14,6 +14,7 @@ from _ef_runtime_support import host_model, io_params, run_on_qemu, tflm
 from edgefold.compiler import zoo_edge
 
 N_INPUTS = 20
+pytestmark = pytest.mark.xdist_group("edge_int8")  # one worker, so each model is exported once (conftest edge_int8)
 HAS_QEMU = bool(shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"))
 
 # model -> why the chain cannot carry it yet (the stage that fails)

@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.isolated]
 HAVE_SSHD = Path("/usr/sbin/sshd").exists()
 # Fixed-name files that libraries keep in $TMPDIR on purpose and reuse on the next run (not one per run):
 # onnxruntime's telemetry session file (written on import) and torch's compile cache.
