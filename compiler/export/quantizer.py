@@ -128,7 +128,9 @@ def decompose_for_int8(gm: fx.GraphModule) -> fx.GraphModule:
     """Rewrite ops whose LiteRT lowering has no int8 kernel into ops that do (each then gets its own observer).
 
     Fused attention (nn.MultiheadAttention's scaled_dot_product_attention, lowered as one float subgraph) ->
-    scale, matmul, softmax, matmul; SiLU -> x * sigmoid(x) (LOGISTIC, MUL); hard-sigmoid -> relu6(x + 3) / 6
+    scale, matmul, softmax, matmul; SiLU -> x * sigmoid(x) (LOGISTIC, MUL); GELU -> x * sigmoid(1.702 x) (TFLM has
+    no GELU kernel; the sigmoid form is within 0.021 of the erf GELU everywhere, below an int8 step at the ranges
+    these activations take, and needs three int8 ops where the tanh form needs eight); hard-sigmoid -> relu6(x + 3) / 6
     (ADD with fused RELU6, MUL); LayerNorm -> mean, subtract, square-mean, rsqrt, multiply (TFLite lowers
     LayerNorm through a float-only batch-norm); a BatchNorm not folded into a conv (DenseNet's pre-activation)
     -> x * scale + shift.
@@ -142,6 +144,15 @@ def decompose_for_int8(gm: fx.GraphModule) -> fx.GraphModule:
         if t in (aten.silu.default, aten.silu_.default):
             x = node.args[0]
             s = _call(gm, node, aten.sigmoid.default, (x,), node)
+            m = _call(gm, node, aten.mul.Tensor, (x, s), node)
+            node.replace_all_uses_with(m)
+            g.erase_node(node)
+            changed = True
+        elif t == aten.gelu.default:
+            x = node.args[0]
+            k = _const(gm, node, "_ef_c", torch.tensor(1.702))
+            a = _call(gm, node, aten.mul.Tensor, (x, k), node)
+            s = _call(gm, node, aten.sigmoid.default, (a,), node)
             m = _call(gm, node, aten.mul.Tensor, (x, s), node)
             node.replace_all_uses_with(m)
             g.erase_node(node)
@@ -374,9 +385,22 @@ class UnrolledRNN(torch.nn.Module):
             finals_h.append(seq[-1])
             if c is not None:
                 finals_c.append(c)
-        out = torch.stack(seq, 1 if self.batch_first else 0)
+        out = _stack_in_chunks(seq, 1 if self.batch_first else 0)
         h_n = torch.stack(finals_h, 0)
         return out, ((h_n, torch.stack(finals_c, 0)) if self.kind == "lstm" else h_n)
+
+
+# TFLM's CONCATENATION takes at most 10 inputs (kMaxInputNum)
+MAX_CONCAT_INPUTS = 10
+
+
+def _stack_in_chunks(items: tuple[torch.Tensor, ...], dim: int) -> torch.Tensor:
+    """torch.stack(items, dim) as a tree of stacks and concatenations of at most MAX_CONCAT_INPUTS inputs each."""
+    parts = [torch.stack(items[i:i + MAX_CONCAT_INPUTS], dim) for i in range(0, len(items), MAX_CONCAT_INPUTS)]
+    while len(parts) > 1:
+        parts = [torch.cat(parts[i:i + MAX_CONCAT_INPUTS], dim) if len(parts[i:i + MAX_CONCAT_INPUTS]) > 1
+                 else parts[i] for i in range(0, len(parts), MAX_CONCAT_INPUTS)]
+    return parts[0]
 
 
 def unroll_rnns(model: torch.nn.Module) -> torch.nn.Module:

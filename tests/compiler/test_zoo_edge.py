@@ -93,6 +93,25 @@ def test_unrolled_rnn_matches_torch():
             assert torch.allclose(want[0], got[0], atol=1e-5)
 
 
+def test_long_sequences_stack_in_chunks_tflm_accepts():
+    """TFLM's CONCATENATION takes at most 10 inputs: 25 steps are stacked as a tree of concatenations."""
+    from edgefold.compiler.export.quantizer import MAX_CONCAT_INPUTS, _stack_in_chunks
+
+    steps = tuple(torch.randn(2, 3) for _ in range(25))
+    assert torch.equal(_stack_in_chunks(steps, 1), torch.stack(steps, 1))
+    graph = torch.export.export(_Stacker(), (torch.randn(2, 25, 3),)).graph
+    widths = [len(n.args[0]) for n in graph.nodes if n.target in (torch.ops.aten.cat.default,
+                                                                    torch.ops.aten.stack.default)]
+    assert widths and max(widths) <= MAX_CONCAT_INPUTS
+
+
+class _Stacker(torch.nn.Module):
+    def forward(self, x):
+        from edgefold.compiler.export.quantizer import _stack_in_chunks
+
+        return _stack_in_chunks(x.unbind(1), 1)
+
+
 def test_bidirectional_rnn_is_named():
     from edgefold.compiler.export.quantizer import unroll_rnns
 

@@ -63,6 +63,7 @@ ACTIVATIONS: dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = {
     "hardswish": ("HARD_SWISH", nn.functional.hardswish),
     "leaky": ("LEAKY_RELU", lambda x: nn.functional.leaky_relu(x, 0.1)),
     "rsqrt": ("RSQRT", lambda x: torch.rsqrt(x * x + 0.1)),
+    "gelu": ("LOGISTIC", nn.functional.gelu),  # exported as x * sigmoid(1.702 x): TFLM has no GELU
 }
 
 

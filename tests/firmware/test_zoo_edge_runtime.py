@@ -17,18 +17,8 @@ N_INPUTS = 20
 pytestmark = pytest.mark.xdist_group("edge_int8")  # one worker, so each model is exported once (conftest edge_int8)
 HAS_QEMU = bool(shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"))
 
-# model -> why the chain cannot carry it yet (the stage that fails)
-XFAIL: dict[str, str] = {
-    "mobilenetv2": "export: the linear-bottleneck residual ADD stays float in PT2E (no int8 annotation yet)",
-    "mobilenetv3_small": "export: hard-sigmoid / hard-swish in squeeze-excitation stay float (no int8 annotation yet)",
-    "efficientnet_b0": "export: SiLU, squeeze-excitation and the residual ADD stay float (no int8 annotation yet)",
-    "vit_timm": "export: LayerNorm, softmax and the attention matmuls stay float (no int8 annotation yet); GELU "
-                "is not in TFLM, so there is no reference to be bit-exact with",
-    "vit_mha": "export: LayerNorm, attention and GELU stay float (no int8 annotation yet); GELU is not in TFLM",
-    "gru_kws": "export: PT2E prepare fails ('list index out of range') on the GRU",
-    "lstm_kws": "export: the model input stays float32; and TFLM refuses the unrolled LSTM's CONCATENATION of "
-                "more than 10 inputs (kMaxInputNum), so there is no reference to be bit-exact with",
-}
+# model -> why the chain cannot carry it yet (the stage that fails); empty: every family is carried
+XFAIL: dict[str, str] = {}
 # model -> why it is not run on the twin
 NOT_ON_TWIN: dict[str, str] = {}
 
