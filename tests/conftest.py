@@ -11,6 +11,9 @@ import torch
 # under pytest-xdist (`make test`), the cores are shared among the workers
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // WORKERS)))
+# rich wraps the CLI's output at the terminal width (80 without a terminal); tests read that output, which must not
+# depend on where a long temp path happens to break a line (pytest-xdist's are longer)
+os.environ["COLUMNS"] = "250"
 ROOT = Path(__file__).resolve().parent.parent
 
 
