@@ -32,7 +32,8 @@ demo: venv debian
 	$(BIN)/edgefold deploy --target nano33ble-qemu --model resnet8 --weights $(RUNS)/resnet8.pt \
 		--fit --max-latency 250 --repair repair --recover --recover-time 150 --out $(RUNS)/demo
 
-# The suite runs on JOBS pytest-xdist workers, then the `isolated` tests (they compare the process table, /tmp and
+# The suite runs on JOBS pytest-xdist workers, a file per worker (--dist loadfile: a file's module and session
+# fixtures, e.g. a sweep, a HIL matrix, the edge zoo's exports, are built once), then the `isolated` tests (they compare the process table, /tmp and
 # the accounts before and after a command) alone. It includes tests/test_wheel.py (the built wheel, installed outside
 # the checkout, deploys to the twin). Exit code 5 (nothing collected) fails.
 JOBS ?= 2
@@ -44,7 +45,7 @@ endef
 test: venv debian
 	$(BIN)/ruff check .
 	$(BIN)/python tools/typecheck.py
-	$(call run_pytest,-n $(JOBS) --dist loadgroup -m "not isolated" --durations=15)
+	$(call run_pytest,-n $(JOBS) --dist loadfile -m "not isolated" --durations=15)
 	$(call run_pytest,-m isolated)
 
 # `test` plus vgg11_bn and resnet18 bit-exact against TFLM (plain and folded) and more random kernel cases.

@@ -54,31 +54,8 @@ def test_full_sizes_are_the_published_widths():
     assert abs(sum(p.numel() for p in zoo_edge.build_full("efficientnet_b0").parameters()) - 4.02e6) < 0.02e6
 
 
-# --- int8 TFLite: full integer for every family ---------------------------------------------------------------
-
-# Families whose int8 export is not done yet, with the reason (an empty dict when every family passes).
-INT8_XFAIL: dict[str, str] = {}
-
-
-@pytest.mark.xdist_group("edge_int8")  # the worker that runs tests/firmware/test_zoo_edge_runtime.py
-@pytest.mark.parametrize("name", EDGE)
-def test_edge_model_exports_full_integer_int8(name, edge_int8):
-    import numpy as np
-    from edgefold.compiler.check.fidelity import tflite_outputs, torch_outputs
-    from edgefold.compiler.tflite_model import read_tflite
-
-    if name in INT8_XFAIL:
-        pytest.xfail(INT8_XFAIL[name])
-    blob = edge_int8(name)  # export_tflite_int8 raises naming the layer if any op stays float
-    info = read_tflite(blob)
-    assert "DEQUANTIZE" not in {op.name for op in info.ops}
-    model, shape = zoo.build(name).eval(), zoo.input_shape(name)  # seeded: the weights edge_int8 exported
-    x = data.load(shape, "test").x[:8]
-    ref, out = torch_outputs(model, x), tflite_outputs(blob, x)
-    assert out.shape == ref.shape and np.isfinite(out).all()
-    if ref.std() > 1e-4:  # the int8 model computes the same function (seeded weights, so only roughly)
-        corr = np.corrcoef(ref.ravel(), out.ravel())[0, 1]
-        assert corr > 0.5, (name, corr)
+# --- int8 TFLite: the full-integer export of every family is checked in tests/firmware/test_zoo_edge_runtime.py,
+# next to the runtime tests that use the same exports (one export per model and session) ---------------------------
 
 
 def test_unrolled_rnn_matches_torch():
