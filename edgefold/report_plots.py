@@ -67,6 +67,15 @@ def _label_points(ax: Any, xs: list[float], ys: list[float], fmt: str) -> None:
         ax.annotate(fmt.format(y), (x, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7)
 
 
+def _finish(fig: Any, axes: Any, title: str, ncol: int, bottom: float) -> None:
+    """The first panel's legend below the panels (room for each extra row of entries), the title above."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(ncol, len(handles)), fontsize=8, frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, bottom + 0.04 * ((len(handles) - 1) // ncol), 1, 1))
+
+
 def _png(fig: Any) -> bytes:
 
     buf = io.BytesIO()
@@ -117,11 +126,7 @@ def device_figure(rows: list[Row], target: str) -> Any:
         _y_from_zero(ax, values[k])
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(handles)), fontsize=8, frameon=False)
-    fig.suptitle(f"{target}{twin}: runtime, RAM and Flash vs ratio")
-    fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(handles) - 1) // 4), 1, 1))
+    _finish(fig, axes, f"{target}{twin}: runtime, RAM and Flash vs ratio", ncol=4, bottom=0.06)
     return fig
 
 
@@ -200,9 +205,6 @@ def plot_history(history: list[Run], target: str) -> bytes | None:
         _y_from_zero(ax, vals, top)
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(3, len(handles)), fontsize=8, frameon=False)
-    fig.suptitle(f"{target}: trends over {len(history)} recorded run{'s' if len(history) != 1 else ''}")
-    fig.tight_layout(rect=(0, 0.07 + 0.04 * ((len(handles) - 1) // 3), 1, 1))
+    _finish(fig, axes, f"{target}: trends over {len(history)} recorded run{'s' if len(history) != 1 else ''}",
+            ncol=3, bottom=0.07)
     return _png(fig)
