@@ -17,6 +17,7 @@ from edgefold.compiler.codegen.quant import (
     downscale_to_q15,
     quantize_multiplier,
     quantize_multiplier_smaller_than_one,
+    requant_fast_ok,
     round_half_away,
 )
 from edgefold.compiler.codegen.steps import ConstArray, Lowered, Ref, Step
@@ -201,6 +202,9 @@ class Lowerer:
                       depth_mult=(oc // c) if dw else 1, weights=weights, bias=bias,
                       mult=self.const(np.array(mult), "int32_t", f"m{op.index}"),
                       shift=self.const(np.array(shift), "int32_t", f"sh{op.index}"))
+        bias_q = self.t(bi).data if bi >= 0 else None
+        axis = 3 if op.name == "DEPTHWISE_CONV_2D" else 0  # 1HWO / OHWI
+        fields["rq_fast"] = int(requant_fast_ok(w.data, axis, bias_q, -x.zero_point, mult, shift))
         groups = 1 if dw or as_conv else c // w.shape[3]
         k = kh * kw * (1 if dw else c // groups)
         step = len(self.out.steps)
@@ -253,7 +257,9 @@ class Lowerer:
                       out_offset=y.zero_point, act_min=amin, act_max=amax, per_channel=int(per_channel),
                       weights=self.const(w, "int8_t"), bias=bias,
                       mult=self.const(np.array(mult), "int32_t", f"m{op.index}"),
-                      shift=self.const(np.array(shift), "int32_t", f"sh{op.index}"))
+                      shift=self.const(np.array(shift), "int32_t", f"sh{op.index}"),
+                      rq_fast=int(not np.any(w.zero_points) and requant_fast_ok(
+                          w.data, 0, self.t(bi).data if bi >= 0 else None, -x.zero_point, mult, shift)))
         step = len(self.out.steps)
         args = [self.ref(xi), self.ref(op.outputs[0]), self.scratch(step, 2 * 2 * ic)]
         self.add_step(Step("ef_fully_connected", "ef_fc_params", fields, args, op.name))

@@ -46,6 +46,21 @@ def downscale_to_q15(m: int) -> int:
     return (m + (1 << 15)) >> 16
 
 
+def requant_fast_ok(weights: np.ndarray, channel_axis: int, bias: np.ndarray | None, in_offset: int,
+                    mult: tuple[int, ...], shift: tuple[int, ...]) -> bool:
+    """Whether the runtime's 5-instruction requantisation (ef_mbqm_fast) is exact for every output channel: each
+    multiplier positive, each shift <= -1, and every accumulator sum_k w (x + in_offset) + bias below 2^30 in
+    magnitude for any int8 input x (the kernel doubles it before SMMULR)."""
+    if not all(m > 0 for m in mult) or not all(s <= -1 for s in shift):
+        return False
+    x_max = max(abs(-128 + in_offset), abs(127 + in_offset))
+    w = np.moveaxis(np.abs(weights.astype(np.int64)), channel_axis, 0)
+    acc = w.reshape(w.shape[0], -1).sum(1) * x_max
+    if bias is not None:
+        acc = acc + np.abs(bias.astype(np.int64)).reshape(-1)
+    return bool(np.max(acc, initial=0) < (1 << 30))
+
+
 def act_range_q(act: int, scale: float, zp: int, op: str) -> tuple[int, int]:
     """CalculateActivationRangeQuantized for int8: quantize(x) = zp + round(float(x) / float(scale))."""
     def q(x: float) -> int:

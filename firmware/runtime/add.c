@@ -8,6 +8,7 @@ typedef struct {
     int32_t o1, o2, oo, ls, m1, m2, mo, lo, hi;
     int e1, e2, eo;
     int32_t k1, k2, ko; /* rounding masks (1 << e) - 1 */
+    int32_t r1, r2, ro, n1, n2, no; /* mbqm_fast: 2^(e-1) and the sign mask, 0 for e = 0 */
 } add_consts;
 
 static inline int32_t rdbpot(int32_t x, int e, int32_t mask) {
@@ -22,6 +23,22 @@ static inline int8_t add1(const add_consts *c, int32_t x, int32_t y) {
     return (int8_t)ef_clamp(r, c->lo, c->hi);
 }
 
+/* ef_mbqm_fast extended to exponent 0 (an input multiplier of exactly 1/2, when both input scales are equal):
+ * `round` is 2^(e-1) and `neg` all ones for e >= 1, both 0 for e = 0. */
+static inline int32_t mbqm_fast(int32_t x, int32_t m, int e, int32_t round, int32_t neg) {
+    const int32_t v = ef_smmulr((int32_t)((uint32_t)x << 1), m);
+    return (v + ((v >> 31) & neg) + round) >> e;
+}
+
+/* The same arithmetic with SMMULR, exact when the left shift is 20 and every multiplier positive (the kernel
+ * checks): |x + offset| <= 255, so each operand of the doubling, (x + offset) * 2^20 and the rescaled sum a + b,
+ * stays below 2^30 in magnitude. */
+static inline int8_t add1_fast(const add_consts *c, int32_t x, int32_t y) {
+    const int32_t a = mbqm_fast((x + c->o1) * (1 << 20), c->m1, c->e1, c->r1, c->n1);
+    const int32_t b = mbqm_fast((y + c->o2) * (1 << 20), c->m2, c->e2, c->r2, c->n2);
+    return (int8_t)ef_clamp(mbqm_fast(a + b, c->mo, c->eo, c->ro, c->no) + c->oo, c->lo, c->hi);
+}
+
 /* Element i is written after both inputs' element i is read: the output may alias either input. */
 int ef_add(const ef_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
     add_consts c;
@@ -31,7 +48,11 @@ int ef_add(const ef_add_params *p, const int8_t *in1, const int8_t *in2, int8_t 
     c.m1 = p->in1_mult, c.m2 = p->in2_mult, c.mo = p->out_mult, c.lo = p->act_min, c.hi = p->act_max;
     c.e1 = (int)-p->in1_shift, c.e2 = (int)-p->in2_shift, c.eo = (int)-p->out_shift;
     c.k1 = (int32_t)((1u << c.e1) - 1u), c.k2 = (int32_t)((1u << c.e2) - 1u), c.ko = (int32_t)((1u << c.eo) - 1u);
-    if (!p->b.broadcast) {
+    c.r1 = c.k1 - (c.k1 >> 1), c.r2 = c.k2 - (c.k2 >> 1), c.ro = c.ko - (c.ko >> 1);
+    c.n1 = c.e1 > 0 ? -1 : 0, c.n2 = c.e2 > 0 ? -1 : 0, c.no = c.eo > 0 ? -1 : 0;
+    if (!p->b.broadcast && c.ls == 20 && c.m1 > 0 && c.m2 > 0 && c.mo > 0 && c.e1 >= 0 && c.e2 >= 0 && c.eo >= 0) {
+        for (i = 0; i < n; ++i) out[i] = add1_fast(&c, in1[i], in2[i]);
+    } else if (!p->b.broadcast) {
         for (i = 0; i < n; ++i) out[i] = add1(&c, in1[i], in2[i]);
     } else {
         int32_t idx[EF_MAX_DIMS] = {0}, o1 = 0, o2 = 0;

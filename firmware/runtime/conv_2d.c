@@ -40,6 +40,7 @@ int ef_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out, int32_t *
     const int32_t groups = p->groups > 1 ? p->groups : 1;
     const int32_t cg = p->in_c / groups, fpg = p->out_c / groups;
     const int32_t k_len = p->k_h * p->k_w * cg, n_pix = p->out_h * p->out_w;
+    ef_mm_out q = {0, 0, 0, 1, p->out_offset, p->act_min, p->act_max, p->rq_fast};
     int32_t i, g, oy = 0, ox = 0;
     for (i = 0; i < n_pix; i += 2) {
         const int two = i + 1 < n_pix;
@@ -51,9 +52,9 @@ int ef_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out, int32_t *
                 im2col(p, in, oy1, ox1, g * cg, cg, scratch, 1);
             else
                 ef_col_zero(scratch, 1, 0, k_len, k_len);   /* defined contents; its results are not stored */
-            ef_mm_cols(p->weights + o0 * k_len, fpg, k_len, scratch, two, p->bias ? p->bias + o0 : 0,
-                       p->mult + o0, p->shift + o0, 1, p->out_offset, p->act_min, p->act_max,
-                       out + i * p->out_c + o0, out + (i + 1) * p->out_c + o0);
+            q.bias = p->bias ? p->bias + o0 : 0, q.mult = p->mult + o0, q.shift = p->shift + o0;
+            ef_mm_cols(p->weights + o0 * k_len, fpg, k_len, scratch, two, &q, out + i * p->out_c + o0,
+                       out + (i + 1) * p->out_c + o0);
         }
         oy = oy1, ox = ox1;
         if (two && ++ox == p->out_w) ox = 0, ++oy;
@@ -88,8 +89,10 @@ int ef_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out, int32_t *
                     }
                 }
                 if (p->bias) acc += p->bias[oc];
-                acc = ef_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_offset;
-                o[oc] = (int8_t)ef_clamp(acc, p->act_min, p->act_max);
+                o[oc] = p->rq_fast ? ef_requant(acc, p->mult[oc], p->shift[oc], 1, p->out_offset, p->act_min,
+                                                p->act_max)
+                                   : ef_requant(acc, p->mult[oc], p->shift[oc], 0, p->out_offset, p->act_min,
+                                                p->act_max);
             }
         }
     }

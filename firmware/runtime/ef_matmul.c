@@ -36,32 +36,28 @@ void ef_col_fill(int32_t *cols, int32_t which, int32_t k, int32_t k_len, const i
     for (; i < n; ++i) put16(cols, ef_col_index(k + i, k_len, which), src[i] + offset);
 }
 
-#if defined(__GNUC__)
-__attribute__((always_inline))  /* -Os would otherwise make this a call per output */
-#endif
-EF_INLINE int8_t requant(int32_t acc, int32_t m, int32_t s, int32_t out_offset, int32_t act_min,
-                             int32_t act_max) {
-    return (int8_t)ef_clamp(ef_mbqm(acc, m, s) + out_offset, act_min, act_max);
-}
-
 EF_INLINE int16_t get16(const int32_t *cols, int32_t idx) {
     int16_t h;
     memcpy(&h, (const int16_t *)(const void *)cols + idx, 2);
     return h;
 }
 
-void ef_mm_cols(const int8_t *w, int32_t n_out, int32_t k_len, const int32_t *cols, int two, const int32_t *bias,
-                const int32_t *mult, const int32_t *shift, int32_t per_channel, int32_t out_offset, int32_t act_min,
-                int32_t act_max, int8_t *out0, int8_t *out1) {
+/* One body per requantisation variant (fast is a constant at each call). Accumulators start at the bias; a
+ * 2 (channel) x 2 (pixel) block shares every weight and column load. */
+EF_ALWAYS_INLINE void mm_cols(const int8_t *w, int32_t n_out, int32_t k_len, const int32_t *cols, int two,
+                              const ef_mm_out *q, int8_t *out0, int8_t *out1, const int fast) {
     const int32_t k4 = k_len & ~3, groups = k4 >> 2;
     const int32_t tail = k_len - k4, tail_base = k4 * 2;
+    const int32_t *bias = q->bias, *mult = q->mult, *shift = q->shift;
+    const int32_t per_channel = q->per_channel, oo = q->out_offset, lo = q->act_min, hi = q->act_max;
     int32_t o = 0;
     for (; o < n_out; o += 2) {
         const int pair = o + 1 < n_out;
+        const int32_t ob = o + pair;   /* odd channel count: compute the last one twice, store it once */
         const int8_t *wa = w + o * k_len;
-        const int8_t *wb = pair ? wa + k_len : wa;   /* odd channel count: compute the last one twice */
+        const int8_t *wb = w + ob * k_len;
         const int32_t *c = cols;
-        int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0, g, t;
+        int32_t a0 = bias ? bias[o] : 0, b0 = bias ? bias[ob] : 0, a1 = a0, b1 = b0, g, t;
         for (g = 0; g < groups; ++g, c += 4, wa += 4, wb += 4) {
             const int32_t va = ef_read32(wa), vb = ef_read32(wb);
             const int32_t x0 = c[0], x1 = c[1], y0 = c[2], y1 = c[3];
@@ -85,25 +81,25 @@ void ef_mm_cols(const int8_t *w, int32_t n_out, int32_t k_len, const int32_t *co
             b0 += wb[t] * x;
             b1 += wb[t] * y;
         }
-        if (bias) {
-            a0 += bias[o];
-            a1 += bias[o];
-            if (pair) {
-                b0 += bias[o + 1];
-                b1 += bias[o + 1];
-            }
-        }
         {
             const int32_t ma = mult[per_channel ? o : 0], sa = shift[per_channel ? o : 0];
-            out0[o] = requant(a0, ma, sa, out_offset, act_min, act_max);
-            if (two) out1[o] = requant(a1, ma, sa, out_offset, act_min, act_max);
+            out0[o] = ef_requant(a0, ma, sa, fast, oo, lo, hi);
+            if (two) out1[o] = ef_requant(a1, ma, sa, fast, oo, lo, hi);
             if (pair) {
-                const int32_t mb = mult[per_channel ? o + 1 : 0], sb = shift[per_channel ? o + 1 : 0];
-                out0[o + 1] = requant(b0, mb, sb, out_offset, act_min, act_max);
-                if (two) out1[o + 1] = requant(b1, mb, sb, out_offset, act_min, act_max);
+                const int32_t mb = mult[per_channel ? ob : 0], sb = shift[per_channel ? ob : 0];
+                out0[ob] = ef_requant(b0, mb, sb, fast, oo, lo, hi);
+                if (two) out1[ob] = ef_requant(b1, mb, sb, fast, oo, lo, hi);
             }
         }
     }
+}
+
+void ef_mm_cols(const int8_t *w, int32_t n_out, int32_t k_len, const int32_t *cols, int two, const ef_mm_out *q,
+                int8_t *out0, int8_t *out1) {
+    if (q->rq_fast)
+        mm_cols(w, n_out, k_len, cols, two, q, out0, out1, 1);
+    else
+        mm_cols(w, n_out, k_len, cols, two, q, out0, out1, 0);
 }
 
 #else

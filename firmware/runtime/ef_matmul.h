@@ -21,9 +21,14 @@ void ef_col_fill(int32_t *cols, int32_t which, int32_t k, int32_t k_len, const i
 /* zero-point padding: (zp + offset) == 0 */
 void ef_col_zero(int32_t *cols, int32_t which, int32_t k, int32_t k_len, int32_t n);
 
+/* The output stage of ef_mm_cols: bias (may be NULL), per-channel or per-tensor requantisation, zero point, clamp. */
+typedef struct {
+    const int32_t *bias, *mult, *shift;
+    int32_t per_channel, out_offset, act_min, act_max, rq_fast;
+} ef_mm_out;
+
 /* out0[o] (and out1[o] if two) = requant(sum_k w[o][k] * col[k] + bias[o]) for every output channel o. */
-void ef_mm_cols(const int8_t *w, int32_t n_out, int32_t k_len, const int32_t *cols, int two, const int32_t *bias,
-                const int32_t *mult, const int32_t *shift, int32_t per_channel, int32_t out_offset, int32_t act_min,
-                int32_t act_max, int8_t *out0, int8_t *out1);
+void ef_mm_cols(const int8_t *w, int32_t n_out, int32_t k_len, const int32_t *cols, int two, const ef_mm_out *q,
+                int8_t *out0, int8_t *out1);
 
 #endif

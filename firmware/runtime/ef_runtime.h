@@ -25,6 +25,7 @@ typedef struct {
     const int32_t *mult;        /* per output channel */
     const int32_t *shift;
     const int32_t *bias_full;   /* depthwise, may be NULL: bias + in_offset x the channel's whole-window weight sum */
+    int32_t rq_fast;            /* 1: ef_mbqm_fast is exact for every channel (checked by the code generator) */
 } ef_conv_params;
 
 typedef struct {
@@ -35,6 +36,7 @@ typedef struct {
     const int32_t *bias;
     const int32_t *mult;
     const int32_t *shift;
+    int32_t rq_fast;            /* as in ef_conv_params */
 } ef_fc_params;
 
 typedef struct {

@@ -8,6 +8,8 @@ int ef_fully_connected(const ef_fc_params *p, const int8_t *in, int8_t *out, int
 #if defined(EF_PACKED)
     if (p->filter_offset == 0) {
         const int32_t k = p->in_c;
+        const ef_mm_out q = {p->bias, p->mult, p->shift, p->per_channel, p->out_offset, p->act_min, p->act_max,
+                             p->rq_fast};
         for (b = 0; b < p->batches; b += 2) {
             const int two = b + 1 < p->batches;
             ef_col_fill(scratch, 0, 0, k, in + b * k, k, p->in_offset);
@@ -15,8 +17,7 @@ int ef_fully_connected(const ef_fc_params *p, const int8_t *in, int8_t *out, int
                 ef_col_fill(scratch, 1, 0, k, in + (b + 1) * k, k, p->in_offset);
             else
                 ef_col_zero(scratch, 1, 0, k, k);
-            ef_mm_cols(p->weights, p->out_c, k, scratch, two, p->bias, p->mult, p->shift, p->per_channel,
-                       p->out_offset, p->act_min, p->act_max, out + b * p->out_c, out + (b + 1) * p->out_c);
+            ef_mm_cols(p->weights, p->out_c, k, scratch, two, &q, out + b * p->out_c, out + (b + 1) * p->out_c);
         }
         return 0;
     }
