@@ -28,6 +28,57 @@ EF_ALWAYS_INLINE void store4(int8_t *o, const dw_out *q, int32_t ic, int32_t a0,
     o[ic + 3] = ef_requant(a3, q->mult[ic + 3], q->shift[ic + 3], fast, q->out_offset, q->lo, q->hi);
 }
 
+/* Keeps each tap's loads after the previous tap's MACs: hoisted together, the loads of a row outnumber the
+ * free registers and GCC spills the accumulators. */
+#if defined(__GNUC__)
+#define EF_TAP_ORDER() __asm__ volatile("" ::: "memory")
+#else
+#define EF_TAP_ORDER() ((void)0)
+#endif
+
+/* One output pixel whose window lies wholly inside the image, four channels at a time: the accumulators start
+ * at bias_full (bias + the input offset times the channel's weight sum), so the taps multiply raw inputs. Kept
+ * out of line so that its few live values stay in registers (inlined into the pixel loops they spill). */
+EF_ALWAYS_INLINE void pixel_inside(const int8_t *base, const int8_t *weights, int8_t *o, int32_t c, int32_t k_h,
+                                   int32_t k_w, int32_t step, int32_t row, const int32_t *bias_full,
+                                   const dw_out *q, const int fast) {
+    int32_t ic, ky, kx;
+    for (ic = 0; ic < c; ic += 4) {
+        int32_t a0 = bias_full[ic], a1 = bias_full[ic + 1], a2 = bias_full[ic + 2], a3 = bias_full[ic + 3];
+        const int8_t *ip = base + ic, *wp = weights + ic;
+        for (ky = 0; ky < k_h; ++ky, ip += row) {
+            if (k_w == 3) {
+                EF_DW_TAP4(ef_read32(ip), ef_read32(wp), a0, a1, a2, a3);
+                EF_TAP_ORDER();
+                EF_DW_TAP4(ef_read32(ip + step), ef_read32(wp + c), a0, a1, a2, a3);
+                EF_TAP_ORDER();
+                EF_DW_TAP4(ef_read32(ip + 2 * step), ef_read32(wp + 2 * c), a0, a1, a2, a3);
+                wp += 3 * c;
+            } else {
+                const int8_t *x = ip;
+                for (kx = 0; kx < k_w; ++kx, x += step, wp += c) EF_DW_TAP4(ef_read32(x), ef_read32(wp), a0, a1, a2, a3);
+            }
+        }
+        store4(o, q, ic, a0, a1, a2, a3, fast);
+    }
+}
+
+#if defined(__GNUC__)
+#define EF_NOINLINE __attribute__((noinline))
+#else
+#define EF_NOINLINE
+#endif
+EF_NOINLINE static void pixel_inside_fast(const int8_t *base, const int8_t *weights, int8_t *o, int32_t c,
+                                          int32_t k_h, int32_t k_w, int32_t step, int32_t row,
+                                          const int32_t *bias_full, const dw_out *q) {
+    pixel_inside(base, weights, o, c, k_h, k_w, step, row, bias_full, q, 1);
+}
+EF_NOINLINE static void pixel_inside_ref(const int8_t *base, const int8_t *weights, int8_t *o, int32_t c,
+                                         int32_t k_h, int32_t k_w, int32_t step, int32_t row,
+                                         const int32_t *bias_full, const dw_out *q) {
+    pixel_inside(base, weights, o, c, k_h, k_w, step, row, bias_full, q, 0);
+}
+
 /* Depth multiplier 1, channels a multiple of 4. A window wholly inside the image starts from bias_full (bias +
  * the input offset times the channel's weight sum), so its taps multiply raw inputs; a window on the border adds
  * the offset to each input it reads and skips the taps outside. */
@@ -52,17 +103,10 @@ EF_ALWAYS_INLINE void dw_packed(const ef_conv_params *p, const int8_t *in, int8_
             while (kx1 > kx0 && ix0 + (kx1 - 1) * p->dil_w >= in_w) --kx1;
             if (bias_full && ky0 == 0 && ky1 == k_h && kx0 == 0 && kx1 == k_w) {
                 const int8_t *base = in + (iy0 * in_w + ix0) * c;
-                for (ic = 0; ic < c; ic += 4) {
-                    int32_t a0 = bias_full[ic], a1 = bias_full[ic + 1], a2 = bias_full[ic + 2];
-                    int32_t a3 = bias_full[ic + 3];
-                    const int8_t *wp = weights + ic;
-                    for (ky = 0; ky < k_h; ++ky) {
-                        const int8_t *ip = base + ky * dil_h * in_w * c + ic;
-                        for (kx = 0; kx < k_w; ++kx, ip += step, wp += c)
-                            EF_DW_TAP4(ef_read32(ip), ef_read32(wp), a0, a1, a2, a3);
-                    }
-                    store4(o, &q, ic, a0, a1, a2, a3, fast);
-                }
+                if (fast)
+                    pixel_inside_fast(base, weights, o, c, k_h, k_w, step, dil_h * in_w * c, bias_full, &q);
+                else
+                    pixel_inside_ref(base, weights, o, c, k_h, k_w, step, dil_h * in_w * c, bias_full, &q);
                 continue;
             }
             for (ic = 0; ic < c; ic += 4) {
