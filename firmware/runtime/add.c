@@ -43,6 +43,7 @@ static inline int8_t add1_fast(const add_consts *c, int32_t x, int32_t y) {
 int ef_add(const ef_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
     add_consts c;
     int32_t i;
+    int fast;
     const int32_t n = p->b.count;
     c.o1 = p->in1_offset, c.o2 = p->in2_offset, c.oo = p->out_offset, c.ls = p->left_shift;
     c.m1 = p->in1_mult, c.m2 = p->in2_mult, c.mo = p->out_mult, c.lo = p->act_min, c.hi = p->act_max;
@@ -50,15 +51,24 @@ int ef_add(const ef_add_params *p, const int8_t *in1, const int8_t *in2, int8_t 
     c.k1 = (int32_t)((1u << c.e1) - 1u), c.k2 = (int32_t)((1u << c.e2) - 1u), c.ko = (int32_t)((1u << c.eo) - 1u);
     c.r1 = c.k1 - (c.k1 >> 1), c.r2 = c.k2 - (c.k2 >> 1), c.ro = c.ko - (c.ko >> 1);
     c.n1 = c.e1 > 0 ? -1 : 0, c.n2 = c.e2 > 0 ? -1 : 0, c.no = c.eo > 0 ? -1 : 0;
-    if (!p->b.broadcast && c.ls == 20 && c.m1 > 0 && c.m2 > 0 && c.mo > 0 && c.e1 >= 0 && c.e2 >= 0 && c.eo >= 0) {
-        for (i = 0; i < n; ++i) out[i] = add1_fast(&c, in1[i], in2[i]);
-    } else if (!p->b.broadcast) {
-        for (i = 0; i < n; ++i) out[i] = add1(&c, in1[i], in2[i]);
+    fast = c.ls == 20 && c.m1 > 0 && c.m2 > 0 && c.mo > 0 && c.e1 >= 0 && c.e2 >= 0 && c.eo >= 0;
+    if (!p->b.broadcast) {
+        if (fast)
+            for (i = 0; i < n; ++i) out[i] = add1_fast(&c, in1[i], in2[i]);
+        else
+            for (i = 0; i < n; ++i) out[i] = add1(&c, in1[i], in2[i]);
     } else {
-        int32_t idx[EF_MAX_DIMS] = {0}, o1 = 0, o2 = 0;
-        for (i = 0; i < n; ++i) {
-            out[i] = add1(&c, in1[o1], in2[o2]);
-            ef_bcast_offsets(&p->b, idx, &o1, &o2);
+        /* row by row over the innermost dim (per-channel operands: a channel vector against an image) */
+        const int32_t row = p->b.shape[p->b.ndim - 1], s1 = p->b.stride1[p->b.ndim - 1];
+        const int32_t s2 = p->b.stride2[p->b.ndim - 1];
+        int32_t idx[EF_MAX_DIMS] = {0}, o1 = 0, o2 = 0, j;
+        for (i = 0; i < n; i += row) {
+            const int8_t *x = in1 + o1, *y = in2 + o2;
+            if (fast)
+                for (j = 0; j < row; ++j) out[i + j] = add1_fast(&c, x[j * s1], y[j * s2]);
+            else
+                for (j = 0; j < row; ++j) out[i + j] = add1(&c, x[j * s1], y[j * s2]);
+            ef_bcast_next_row(&p->b, idx, &o1, &o2);
         }
     }
     return 0;

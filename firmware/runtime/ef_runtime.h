@@ -182,6 +182,21 @@ static inline void ef_bcast_offsets(const ef_bcast *b, int32_t *idx, int32_t *o1
     }
 }
 
+/* The same walk a row at a time: the innermost dim is a run (input strides stride1/2[ndim - 1], 0 or 1) that the
+ * caller loops over; this advances the row-start offsets over the outer dims. */
+static inline void ef_bcast_next_row(const ef_bcast *b, int32_t *idx, int32_t *o1, int32_t *o2) {
+    int d;
+    for (d = b->ndim - 2; d >= 0; --d) {
+        idx[d]++;
+        *o1 += b->stride1[d];
+        *o2 += b->stride2[d];
+        if (idx[d] < b->shape[d]) return;
+        *o1 -= b->stride1[d] * b->shape[d];
+        *o2 -= b->stride2[d] * b->shape[d];
+        idx[d] = 0;
+    }
+}
+
 static inline int32_t ef_read32(const void *p) {
     int32_t v;
     memcpy(&v, p, 4);

@@ -92,6 +92,8 @@ BINARY: dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = {
     "sub": ("SUB", lambda x: x - x[:, :1]),
     "max": ("MAXIMUM", lambda x: torch.maximum(x, x[:, :1])),
     "min": ("MINIMUM", lambda x: torch.minimum(x, x[:, :1])),
+    "mul": ("MUL", lambda x: x * x[:, :1]),  # broadcast along the innermost (channel) dim
+    "add": ("ADD", lambda x: x + x[:, :1]),
 }
 
 
