@@ -212,7 +212,7 @@ class Lowerer:
         if dw:
             self.need(op, oc % c == 0, "channel multiplier")
             fn = "ef_depthwise_conv_2d"
-            if oc == c and c % 4 == 0:  # the packed kernel's interior pixels fold the input offset into the bias
+            if oc == c:  # the packed kernel's interior pixels fold the input offset into the bias
                 full = w.data.reshape(-1, oc).astype(np.int64).sum(0) * -x.zero_point
                 if bi >= 0:
                     full = full + self.t(bi).data.reshape(-1).astype(np.int64)

@@ -89,9 +89,9 @@ int ef_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out, int32_t *
                     }
                 }
                 if (p->bias) acc += p->bias[oc];
-                o[oc] = p->rq_fast ? ef_requant(acc, p->mult[oc], p->shift[oc], 1, p->out_offset, p->act_min,
+                o[oc] = p->rq_fast ? ef_requant(acc, p->mult[oc], p->shift[oc], EF_RQ_FAST, p->out_offset, p->act_min,
                                                 p->act_max)
-                                   : ef_requant(acc, p->mult[oc], p->shift[oc], 0, p->out_offset, p->act_min,
+                                   : ef_requant(acc, p->mult[oc], p->shift[oc], EF_RQ_REF, p->out_offset, p->act_min,
                                                 p->act_max);
             }
         }

@@ -21,11 +21,11 @@ typedef struct {
     } while (0)
 
 EF_ALWAYS_INLINE void store4(int8_t *o, const dw_out *q, int32_t ic, int32_t a0, int32_t a1, int32_t a2,
-                             int32_t a3, const int fast) {
-    o[ic] = ef_requant(a0, q->mult[ic], q->shift[ic], fast, q->out_offset, q->lo, q->hi);
-    o[ic + 1] = ef_requant(a1, q->mult[ic + 1], q->shift[ic + 1], fast, q->out_offset, q->lo, q->hi);
-    o[ic + 2] = ef_requant(a2, q->mult[ic + 2], q->shift[ic + 2], fast, q->out_offset, q->lo, q->hi);
-    o[ic + 3] = ef_requant(a3, q->mult[ic + 3], q->shift[ic + 3], fast, q->out_offset, q->lo, q->hi);
+                             int32_t a3, const int mode) {
+    o[ic] = ef_requant(a0, q->mult[ic], q->shift[ic], mode, q->out_offset, q->lo, q->hi);
+    o[ic + 1] = ef_requant(a1, q->mult[ic + 1], q->shift[ic + 1], mode, q->out_offset, q->lo, q->hi);
+    o[ic + 2] = ef_requant(a2, q->mult[ic + 2], q->shift[ic + 2], mode, q->out_offset, q->lo, q->hi);
+    o[ic + 3] = ef_requant(a3, q->mult[ic + 3], q->shift[ic + 3], mode, q->out_offset, q->lo, q->hi);
 }
 
 /* Keeps each tap's loads after the previous tap's MACs: hoisted together, the loads of a row outnumber the
@@ -41,9 +41,10 @@ EF_ALWAYS_INLINE void store4(int8_t *o, const dw_out *q, int32_t ic, int32_t a0,
  * out of line so that its few live values stay in registers (inlined into the pixel loops they spill). */
 EF_ALWAYS_INLINE void pixel_inside(const int8_t *base, const int8_t *weights, int8_t *o, int32_t c, int32_t k_h,
                                    int32_t k_w, int32_t step, int32_t row, const int32_t *bias_full,
-                                   const dw_out *q, const int fast) {
+                                   const dw_out *q, const int mode) {
+    const int32_t c4 = c & ~3;
     int32_t ic, ky, kx;
-    for (ic = 0; ic < c; ic += 4) {
+    for (ic = 0; ic < c4; ic += 4) {
         int32_t a0 = bias_full[ic], a1 = bias_full[ic + 1], a2 = bias_full[ic + 2], a3 = bias_full[ic + 3];
         const int8_t *ip = base + ic, *wp = weights + ic;
         for (ky = 0; ky < k_h; ++ky, ip += row) {
@@ -56,10 +57,18 @@ EF_ALWAYS_INLINE void pixel_inside(const int8_t *base, const int8_t *weights, in
                 wp += 3 * c;
             } else {
                 const int8_t *x = ip;
-                for (kx = 0; kx < k_w; ++kx, x += step, wp += c) EF_DW_TAP4(ef_read32(x), ef_read32(wp), a0, a1, a2, a3);
+                for (kx = 0; kx < k_w; ++kx, x += step, wp += c)
+                    EF_DW_TAP4(ef_read32(x), ef_read32(wp), a0, a1, a2, a3);
             }
         }
-        store4(o, q, ic, a0, a1, a2, a3, fast);
+        store4(o, q, ic, a0, a1, a2, a3, mode);
+    }
+    for (; ic < c; ++ic) {  /* the last c % 4 channels, one at a time */
+        int32_t acc = bias_full[ic];
+        const int8_t *ip = base + ic, *wp = weights + ic;
+        for (ky = 0; ky < k_h; ++ky, ip += row)
+            for (kx = 0; kx < k_w; ++kx, wp += c) acc += ip[kx * step] * *wp;
+        o[ic] = ef_requant(acc, q->mult[ic], q->shift[ic], mode, q->out_offset, q->lo, q->hi);
     }
 }
 
@@ -68,21 +77,21 @@ EF_ALWAYS_INLINE void pixel_inside(const int8_t *base, const int8_t *weights, in
 #else
 #define EF_NOINLINE
 #endif
-EF_NOINLINE static void pixel_inside_fast(const int8_t *base, const int8_t *weights, int8_t *o, int32_t c,
-                                          int32_t k_h, int32_t k_w, int32_t step, int32_t row,
-                                          const int32_t *bias_full, const dw_out *q) {
-    pixel_inside(base, weights, o, c, k_h, k_w, step, row, bias_full, q, 1);
-}
-EF_NOINLINE static void pixel_inside_ref(const int8_t *base, const int8_t *weights, int8_t *o, int32_t c,
-                                         int32_t k_h, int32_t k_w, int32_t step, int32_t row,
-                                         const int32_t *bias_full, const dw_out *q) {
-    pixel_inside(base, weights, o, c, k_h, k_w, step, row, bias_full, q, 0);
-}
+#define EF_DW_PIXEL_INSIDE(name, mode)                                                                          \
+    EF_NOINLINE static void name(const int8_t *base, const int8_t *weights, int8_t *o, int32_t c, int32_t k_h,  \
+                                 int32_t k_w, int32_t step, int32_t row, const int32_t *bias_full,             \
+                                 const dw_out *q) {                                                            \
+        pixel_inside(base, weights, o, c, k_h, k_w, step, row, bias_full, q, mode);                              \
+    }
+EF_DW_PIXEL_INSIDE(pixel_inside_ref, EF_RQ_REF)
+EF_DW_PIXEL_INSIDE(pixel_inside_fast, EF_RQ_FAST)
+EF_DW_PIXEL_INSIDE(pixel_inside_full, EF_RQ_FAST_FULL)
 
-/* Depth multiplier 1, channels a multiple of 4. A window wholly inside the image starts from bias_full (bias +
- * the input offset times the channel's weight sum), so its taps multiply raw inputs; a window on the border adds
- * the offset to each input it reads and skips the taps outside. */
-EF_ALWAYS_INLINE void dw_packed(const ef_conv_params *p, const int8_t *in, int8_t *out, const int fast) {
+/* Depth multiplier 1, four channels at a time (the last c % 4 one at a time). A window wholly inside the image
+ * starts from bias_full (bias + the input offset times the channel's weight sum), so its taps multiply raw inputs;
+ * a window on the border adds the offset to each input it reads and skips the taps outside. One copy for the
+ * three requantisation modes (a run-time branch per border output); the interior kernel has one per mode. */
+static void dw_packed(const ef_conv_params *p, const int8_t *in, int8_t *out, const int mode) {
     const int32_t c = p->in_c, in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;
     const int32_t dil_h = p->dil_h, step = p->dil_w * c;
     const int32_t off2 = (int32_t)(((uint32_t)(uint16_t)(int16_t)p->in_offset) * 0x10001u);
@@ -103,13 +112,16 @@ EF_ALWAYS_INLINE void dw_packed(const ef_conv_params *p, const int8_t *in, int8_
             while (kx1 > kx0 && ix0 + (kx1 - 1) * p->dil_w >= in_w) --kx1;
             if (bias_full && ky0 == 0 && ky1 == k_h && kx0 == 0 && kx1 == k_w) {
                 const int8_t *base = in + (iy0 * in_w + ix0) * c;
-                if (fast)
-                    pixel_inside_fast(base, weights, o, c, k_h, k_w, step, dil_h * in_w * c, bias_full, &q);
+                const int32_t row = dil_h * in_w * c;
+                if (mode == EF_RQ_FAST_FULL)
+                    pixel_inside_full(base, weights, o, c, k_h, k_w, step, row, bias_full, &q);
+                else if (mode == EF_RQ_FAST)
+                    pixel_inside_fast(base, weights, o, c, k_h, k_w, step, row, bias_full, &q);
                 else
-                    pixel_inside_ref(base, weights, o, c, k_h, k_w, step, dil_h * in_w * c, bias_full, &q);
+                    pixel_inside_ref(base, weights, o, c, k_h, k_w, step, row, bias_full, &q);
                 continue;
             }
-            for (ic = 0; ic < c; ic += 4) {
+            for (ic = 0; ic < (c & ~3); ic += 4) {
                 int32_t a0 = bias ? bias[ic] : 0, a1 = bias ? bias[ic + 1] : 0;
                 int32_t a2 = bias ? bias[ic + 2] : 0, a3 = bias ? bias[ic + 3] : 0;
                 for (ky = ky0; ky < ky1; ++ky) {
@@ -125,7 +137,16 @@ EF_ALWAYS_INLINE void dw_packed(const ef_conv_params *p, const int8_t *in, int8_
                         a3 = ef_smlatt(x13, w13, a3);
                     }
                 }
-                store4(o, &q, ic, a0, a1, a2, a3, fast);
+                store4(o, &q, ic, a0, a1, a2, a3, mode);
+            }
+            for (; ic < c; ++ic) {
+                int32_t acc = bias ? bias[ic] : 0;
+                for (ky = ky0; ky < ky1; ++ky) {
+                    const int8_t *ip = in + ((iy0 + ky * dil_h) * in_w + ix0) * c + ic;
+                    const int8_t *wp = weights + ky * k_w * c + ic;
+                    for (kx = kx0; kx < kx1; ++kx) acc += (ip[kx * step] + p->in_offset) * wp[kx * c];
+                }
+                o[ic] = ef_requant(acc, q.mult[ic], q.shift[ic], mode, q.out_offset, q.lo, q.hi);
             }
         }
     }
@@ -161,8 +182,8 @@ static void dw_generic(const ef_conv_params *p, const int8_t *in, int8_t *out) {
                         const int8_t *wp = weights + ky * k_w * c_out + oc;
                         for (kx = kx0; kx < kx1; ++kx) acc += (ip[kx * dil_w * c_in] + off) * wp[kx * c_out];
                     }
-                    o[oc] = fast ? ef_requant(acc, mult[oc], shift[oc], 1, oo, lo, hi)
-                                 : ef_requant(acc, mult[oc], shift[oc], 0, oo, lo, hi);
+                    o[oc] = fast ? ef_requant(acc, mult[oc], shift[oc], EF_RQ_FAST, oo, lo, hi)
+                                 : ef_requant(acc, mult[oc], shift[oc], EF_RQ_REF, oo, lo, hi);
                 }
             }
         }
@@ -171,11 +192,8 @@ static void dw_generic(const ef_conv_params *p, const int8_t *in, int8_t *out) {
 
 int ef_depthwise_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out) {
 #if defined(EF_PACKED)
-    if (p->depth_mult == 1 && (p->in_c & 3) == 0) {
-        if (p->rq_fast)
-            dw_packed(p, in, out, 1);
-        else
-            dw_packed(p, in, out, 0);
+    if (p->depth_mult == 1) {
+        dw_packed(p, in, out, ef_requant_mode(p->rq_fast, p->act_min, p->act_max));
         return 0;
     }
 #endif

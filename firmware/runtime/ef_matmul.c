@@ -42,10 +42,10 @@ EF_INLINE int16_t get16(const int32_t *cols, int32_t idx) {
     return h;
 }
 
-/* One body per requantisation variant (fast is a constant at each call). Accumulators start at the bias; a
+/* One body per requantisation mode (a constant at each call). Accumulators start at the bias; a
  * 2 (channel) x 2 (pixel) block shares every weight and column load. */
 EF_ALWAYS_INLINE void mm_cols(const int8_t *w, int32_t n_out, int32_t k_len, const int32_t *cols, int two,
-                              const ef_mm_out *q, int8_t *out0, int8_t *out1, const int fast) {
+                              const ef_mm_out *q, int8_t *out0, int8_t *out1, const int mode) {
     const int32_t k4 = k_len & ~3, groups = k4 >> 2;
     const int32_t tail = k_len - k4, tail_base = k4 * 2;
     const int32_t *bias = q->bias, *mult = q->mult, *shift = q->shift;
@@ -83,12 +83,12 @@ EF_ALWAYS_INLINE void mm_cols(const int8_t *w, int32_t n_out, int32_t k_len, con
         }
         {
             const int32_t ma = mult[per_channel ? o : 0], sa = shift[per_channel ? o : 0];
-            out0[o] = ef_requant(a0, ma, sa, fast, oo, lo, hi);
-            if (two) out1[o] = ef_requant(a1, ma, sa, fast, oo, lo, hi);
+            out0[o] = ef_requant(a0, ma, sa, mode, oo, lo, hi);
+            if (two) out1[o] = ef_requant(a1, ma, sa, mode, oo, lo, hi);
             if (pair) {
                 const int32_t mb = mult[per_channel ? ob : 0], sb = shift[per_channel ? ob : 0];
-                out0[ob] = ef_requant(b0, mb, sb, fast, oo, lo, hi);
-                if (two) out1[ob] = ef_requant(b1, mb, sb, fast, oo, lo, hi);
+                out0[ob] = ef_requant(b0, mb, sb, mode, oo, lo, hi);
+                if (two) out1[ob] = ef_requant(b1, mb, sb, mode, oo, lo, hi);
             }
         }
     }
@@ -96,10 +96,11 @@ EF_ALWAYS_INLINE void mm_cols(const int8_t *w, int32_t n_out, int32_t k_len, con
 
 void ef_mm_cols(const int8_t *w, int32_t n_out, int32_t k_len, const int32_t *cols, int two, const ef_mm_out *q,
                 int8_t *out0, int8_t *out1) {
-    if (q->rq_fast)
-        mm_cols(w, n_out, k_len, cols, two, q, out0, out1, 1);
-    else
-        mm_cols(w, n_out, k_len, cols, two, q, out0, out1, 0);
+    switch (ef_requant_mode(q->rq_fast, q->act_min, q->act_max)) {
+    case EF_RQ_FAST_FULL: mm_cols(w, n_out, k_len, cols, two, q, out0, out1, EF_RQ_FAST_FULL); break;
+    case EF_RQ_FAST: mm_cols(w, n_out, k_len, cols, two, q, out0, out1, EF_RQ_FAST); break;
+    default: mm_cols(w, n_out, k_len, cols, two, q, out0, out1, EF_RQ_REF); break;
+    }
 }
 
 #else

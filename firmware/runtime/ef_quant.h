@@ -76,12 +76,33 @@ EF_INLINE int32_t ef_clamp(int32_t x, int32_t lo, int32_t hi) {
     return x < lo ? lo : (x > hi ? hi : x);
 }
 
-/* The output stage shared by the conv / FC kernels: requantise, add the output zero point, clamp. `fast` is a
- * compile-time constant in each kernel variant (the layer's rq_fast flag picks the variant). */
-EF_ALWAYS_INLINE int8_t ef_requant(int32_t acc, int32_t multiplier, int32_t shift, int fast, int32_t out_offset,
+/* Saturate to int8: one SSAT on the M4. */
+EF_INLINE int32_t ef_sat8(int32_t x) {
+#if defined(EF_DSP)
+    return __ssat(x, 8);
+#else
+    return ef_clamp(x, -128, 127);
+#endif
+}
+
+/* Requantisation modes of ef_requant, a compile-time constant in each kernel variant. */
+enum { EF_RQ_REF = 0, EF_RQ_FAST = 1, EF_RQ_FAST_FULL = 2 };
+
+/* The output stage shared by the conv / FC / depthwise kernels: requantise, add the output zero point, clamp.
+ * EF_RQ_REF: TFLite's MultiplyByQuantizedMultiplier; EF_RQ_FAST: ef_mbqm_fast (the layer's rq_fast flag);
+ * EF_RQ_FAST_FULL: that, with an activation range that is all of int8 (no fused clamp narrower than the type),
+ * so the clamp is one saturation. */
+EF_ALWAYS_INLINE int8_t ef_requant(int32_t acc, int32_t multiplier, int32_t shift, int mode, int32_t out_offset,
                                    int32_t act_min, int32_t act_max) {
-    const int32_t v = fast ? ef_mbqm_fast(acc, multiplier, -shift) : ef_mbqm(acc, multiplier, shift);
+    const int32_t v = mode != EF_RQ_REF ? ef_mbqm_fast(acc, multiplier, -shift) : ef_mbqm(acc, multiplier, shift);
+    if (mode == EF_RQ_FAST_FULL) return (int8_t)ef_sat8(v + out_offset);
     return (int8_t)ef_clamp(v + out_offset, act_min, act_max);
+}
+
+/* The mode a layer's parameters allow. */
+EF_INLINE int ef_requant_mode(int32_t rq_fast, int32_t act_min, int32_t act_max) {
+    if (!rq_fast) return EF_RQ_REF;
+    return act_min <= -128 && act_max >= 127 ? EF_RQ_FAST_FULL : EF_RQ_FAST;
 }
 
 /* --- packed 16-bit helpers (SXTB16 / SMLAD / SADD16 semantics) --------------------------------------- */

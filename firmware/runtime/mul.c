@@ -15,10 +15,10 @@ int ef_mul(const ef_mul_params *p, const int8_t *in1, const int8_t *in2, int8_t 
         const int8_t *x = in1 + o1, *y = in2 + o2;
         if (fast)
             for (j = 0; j < row; ++j)
-                out[i + j] = ef_requant((x[j * s1] + off1) * (y[j * s2] + off2), m, sh, 1, oo, lo, hi);
+                out[i + j] = ef_requant((x[j * s1] + off1) * (y[j * s2] + off2), m, sh, EF_RQ_FAST, oo, lo, hi);
         else
             for (j = 0; j < row; ++j)
-                out[i + j] = ef_requant((x[j * s1] + off1) * (y[j * s2] + off2), m, sh, 0, oo, lo, hi);
+                out[i + j] = ef_requant((x[j * s1] + off1) * (y[j * s2] + off2), m, sh, EF_RQ_REF, oo, lo, hi);
         ef_bcast_next_row(&p->b, idx, &o1, &o2);
     }
     return 0;

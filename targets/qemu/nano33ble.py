@@ -44,7 +44,7 @@ def twin_costs() -> Costs:
     (MobileNetV2 -21 %, DenseNet -24 %): the coefficients over-predict (a budget met by the prediction is met on the
     twin), and the fitter rescales them by a measurement of the model at hand. Kernel code re-measured after it.
     """
-    return Costs(flash_base=2_840, kernel_code={"conv": 2_956, "fc": 500, "dwconv": 4_736, "add": 1_324, "mean": 356,
+    return Costs(flash_base=2_840, kernel_code={"conv": 3_528, "fc": 500, "dwconv": 6_064, "add": 1_324, "mean": 356,
                                                 "pool": 376, "other": 600},
                  step_bytes=121, ram_static=288, stack=MIN_STACK,
                  insn_per_mac={"conv": 1.065, "fc": 1.065, "dwconv": 0.0}, insn_per_output=71.7,

@@ -81,6 +81,13 @@ def test_depthwise_conv_2d(seed: int) -> None:
     _compare(model, (1, c, h, w), seed, "DEPTHWISE_CONV_2D")
 
 
+# channel counts that are not a multiple of 4: the packed kernel's quads plus its one-channel tail
+@pytest.mark.parametrize("c,k,stride", [(7, 3, 1), (6, 5, 2)])
+def test_depthwise_conv_2d_channel_tail(c: int, k: int, stride: int) -> None:
+    model = nn.Sequential(nn.Conv2d(c, c, k, stride, k // 2, groups=c), nn.ReLU6())
+    _compare(model, (1, c, 9, 8), 15 + c, "DEPTHWISE_CONV_2D")
+
+
 @pytest.mark.parametrize("seed", [21, 23, 24] if FULL else [23])
 def test_fully_connected(seed: int) -> None:
     r = np.random.default_rng(seed)
