@@ -39,16 +39,16 @@ def twin_costs() -> Costs:
     Bytes from the linked ELFs (arm-none-eabi-gcc 12 -O2, map file per object): harness + board + libc 2,840 B
     besides the fixed input (in Flash) and the model; kernel code per kind as linked (conv includes the shared
     SMLAD matmul); 121 B of parameter block and call per step; 288 B of statics besides the arena; the linker keeps
-    EF_MIN_STACK free. Instructions: least-squares fit to twin counts of resnet8 (r = 0, 0.25, 0.5, 0.7), dscnn and
-    mobilenetv1_025 (r = 0, 0.5), within 10 %, before the short requantisation (2026-12-01) made the runtime faster
-    (MobileNetV2 -21 %, DenseNet -24 %): the coefficients over-predict (a budget met by the prediction is met on the
-    twin), and the fitter rescales them by a measurement of the model at hand. Kernel code re-measured after it.
+    EF_MIN_STACK free. Instructions: non-negative least squares on twin counts of resnet8, dscnn and
+    mobilenetv1_025 at r = 0, 0.25, 0.5, 0.7 (`benchmarks/footprint_calibration.py --refit`, runtime of
+    2026-12-01 with the short requantisation), within 13 %; the fitter rescales it by a measurement of the model at
+    hand when a build misses its instruction budget.
     """
     return Costs(flash_base=2_840, kernel_code={"conv": 3_528, "fc": 500, "dwconv": 6_064, "add": 1_324, "mean": 356,
                                                 "pool": 376, "other": 600},
                  step_bytes=121, ram_static=288, stack=MIN_STACK,
-                 insn_per_mac={"conv": 1.065, "fc": 1.065, "dwconv": 0.0}, insn_per_output=71.7,
-                 insn_per_patch=11.5, insn_per_element=0.0, insn_per_step=0.0, insn_base=558_000.0,
+                 insn_per_mac={"conv": 1.011, "fc": 1.011, "dwconv": 0.0}, insn_per_output=51.38,
+                 insn_per_patch=11.76, insn_per_element=0.0, insn_per_step=0.0, insn_base=603_700.0,
                  cpi=DEFAULT_CPI, clock_hz=TWIN_CLOCK_HZ)
 
 
