@@ -8,6 +8,14 @@ typedef struct {
     int32_t out_offset, lo, hi;
 } dw_out;
 
+/* The taps [k0, k1) of a window starting at input coordinate `origin` that fall inside [0, extent). */
+static inline void taps_inside(int32_t origin, int32_t dil, int32_t k, int32_t extent, int32_t *k0, int32_t *k1) {
+    int32_t lo = 0, hi = k;
+    while (lo < hi && origin + lo * dil < 0) ++lo;
+    while (hi > lo && origin + (hi - 1) * dil >= extent) --hi;
+    *k0 = lo, *k1 = hi;
+}
+
 #if defined(EF_PACKED)
 /* Four channels from one 32-bit load: SXTB16 splits (c0,c2) / (c1,c3), SMLABB / SMLATT accumulate each. */
 #define EF_DW_TAP4(vi, vw, a0, a1, a2, a3)                                \
@@ -101,15 +109,13 @@ static void dw_packed(const ef_conv_params *p, const int8_t *in, int8_t *out, co
     int32_t oy, ox, ic, ky, kx;
     for (oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_t;
-        int32_t ky0 = 0, ky1 = k_h;
-        while (ky0 < ky1 && iy0 + ky0 * dil_h < 0) ++ky0;
-        while (ky1 > ky0 && iy0 + (ky1 - 1) * dil_h >= in_h) --ky1;
+        int32_t ky0, ky1;
+        taps_inside(iy0, dil_h, k_h, in_h, &ky0, &ky1);
         for (ox = 0; ox < p->out_w; ++ox) {
             const int32_t ix0 = ox * p->stride_w - p->pad_l;
             int8_t *o = out + (oy * p->out_w + ox) * c;
-            int32_t kx0 = 0, kx1 = k_w;
-            while (kx0 < kx1 && ix0 + kx0 * p->dil_w < 0) ++kx0;
-            while (kx1 > kx0 && ix0 + (kx1 - 1) * p->dil_w >= in_w) --kx1;
+            int32_t kx0, kx1;
+            taps_inside(ix0, p->dil_w, k_w, in_w, &kx0, &kx1);
             if (bias_full && ky0 == 0 && ky1 == k_h && kx0 == 0 && kx1 == k_w) {
                 const int8_t *base = in + (iy0 * in_w + ix0) * c;
                 const int32_t row = dil_h * in_w * c;
@@ -164,15 +170,13 @@ static void dw_generic(const ef_conv_params *p, const int8_t *in, int8_t *out) {
     int32_t oy, ox, ic, m, ky, kx;
     for (oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_t;
-        int32_t ky0 = 0, ky1 = k_h;
-        while (ky0 < ky1 && iy0 + ky0 * dil_h < 0) ++ky0;
-        while (ky1 > ky0 && iy0 + (ky1 - 1) * dil_h >= in_h) --ky1;
+        int32_t ky0, ky1;
+        taps_inside(iy0, dil_h, k_h, in_h, &ky0, &ky1);
         for (ox = 0; ox < p->out_w; ++ox) {
             const int32_t ix0 = ox * p->stride_w - p->pad_l;
             int8_t *o = out + (oy * p->out_w + ox) * c_out;
-            int32_t kx0 = 0, kx1 = k_w;
-            while (kx0 < kx1 && ix0 + kx0 * dil_w < 0) ++kx0;
-            while (kx1 > kx0 && ix0 + (kx1 - 1) * dil_w >= in_w) --kx1;
+            int32_t kx0, kx1;
+            taps_inside(ix0, dil_w, k_w, in_w, &kx0, &kx1);
             for (ic = 0; ic < c_in; ++ic) {
                 for (m = 0; m < dm; ++m) {
                     const int32_t oc = ic * dm + m;

@@ -169,9 +169,9 @@ int ef_copy_rows(const ef_rows_params *p, const void *in, void *out);   /* CONCA
 void ef_copy(void *dst, const void *src, int32_t n);
 
 /* Walks the output index space of a broadcast op, returning input element offsets. */
-static inline void ef_bcast_offsets(const ef_bcast *b, int32_t *idx, int32_t *o1, int32_t *o2) {
-    int d;
-    for (d = b->ndim - 1; d >= 0; --d) {
+/* Advance the multi-index over dims d..0 (innermost first), moving both inputs' offsets with it. */
+static inline void ef_bcast_advance(const ef_bcast *b, int d, int32_t *idx, int32_t *o1, int32_t *o2) {
+    for (; d >= 0; --d) {
         idx[d]++;
         *o1 += b->stride1[d];
         *o2 += b->stride2[d];
@@ -182,19 +182,14 @@ static inline void ef_bcast_offsets(const ef_bcast *b, int32_t *idx, int32_t *o1
     }
 }
 
+static inline void ef_bcast_offsets(const ef_bcast *b, int32_t *idx, int32_t *o1, int32_t *o2) {
+    ef_bcast_advance(b, b->ndim - 1, idx, o1, o2);
+}
+
 /* The same walk a row at a time: the innermost dim is a run (input strides stride1/2[ndim - 1], 0 or 1) that the
  * caller loops over; this advances the row-start offsets over the outer dims. */
 static inline void ef_bcast_next_row(const ef_bcast *b, int32_t *idx, int32_t *o1, int32_t *o2) {
-    int d;
-    for (d = b->ndim - 2; d >= 0; --d) {
-        idx[d]++;
-        *o1 += b->stride1[d];
-        *o2 += b->stride2[d];
-        if (idx[d] < b->shape[d]) return;
-        *o1 -= b->stride1[d] * b->shape[d];
-        *o2 -= b->stride2[d] * b->shape[d];
-        idx[d] = 0;
-    }
+    ef_bcast_advance(b, b->ndim - 2, idx, o1, o2);
 }
 
 static inline int32_t ef_read32(const void *p) {
