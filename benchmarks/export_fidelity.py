@@ -71,7 +71,8 @@ def row(name: str, variant: str, model: torch.nn.Module) -> dict:
     t0 = time.perf_counter()
     rep = export_all(model, shape, None, ("onnx", "onnx-int8", "tflite-int8"), label=name)
     secs = time.perf_counter() - t0
-    f, tflm, lite, oq = (rep.fidelity[k] for k in ("torch", "tflite-int8-tflm", "tflite-int8", "onnx-int8"))
+    f, tflm, lite, oq, oqdq = (rep.fidelity[k] for k in ("torch", "tflite-int8-tflm", "tflite-int8", "onnx-int8",
+                                                           "onnx-int8-qdq"))
     from edgefold.compiler.check.fidelity import held_out, torch_outputs
 
     logits = np.sort(torch_outputs(model, held_out(shape).x), axis=1)
@@ -80,6 +81,7 @@ def row(name: str, variant: str, model: torch.nn.Module) -> dict:
     ok = tflm.agreement >= AGREE_GOAL and loss <= LOSS_GOAL
     return {"model": name, "variant": variant, "params": params, "float": f.accuracy, "tflm": tflm.accuracy,
             "loss": loss, "agree": tflm.agreement, "lite_agree": lite.agreement, "onnx_int8_agree": oq.agreement,
+            "onnx_qdq_agree": oqdq.agreement,
             "err": tflm.max_abs_error, "margin": margin, "arena": rep.tflm_arena_bytes,
             "bytes": rep.sizes["model_int8.tflite"],
             "ok": ok, "secs": secs}
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row(name, "fold 0.5 + repair + 2-epoch fine-tune (extra)", finetuned(name, fold)))
     t = Table(title="TFLite int8 on TFLM host vs float PyTorch (digits test set, 360 images)")
     cols = ["model", "variant", "params", "float acc %", "TFLM int8 acc %", "loss pt", "agreement %",
-            "LiteRT agree %", "ONNX int8 agree %", "max abs err",
+            "LiteRT agree %", "ONNX int8 agree %", "ONNX QDQ agree %", "max abs err",
             "median top-1 margin", "TFLM arena B", ".tflite B", "goal", "export+check s"]
     for c in cols:
         t.add_column(c, justify="left" if c in ("model", "variant", "goal") else "right")
@@ -129,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         cells = [r["model"], r["variant"], f"{r['params']:,}", f"{r['float']:.2f}", f"{r['tflm']:.2f}",
                  f"{r['loss']:+.2f}", f"{r['agree']:.2f}", f"{r['lite_agree']:.2f}", f"{r['onnx_int8_agree']:.2f}",
+                 f"{r['onnx_qdq_agree']:.2f}",
                  f"{r['err']:.3f}", f"{r['margin']:.2f}", f"{r['arena']:,}", f"{r['bytes']:,}",
                  "met" if r["ok"] else "MISSED",
                  f"{r['secs']:.1f}"]

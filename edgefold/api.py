@@ -300,6 +300,7 @@ class ExportRequest:
     data: DataRequest = field(default_factory=DataRequest)  # --data (calibration) / --eval-data (fidelity)
     keep_failed: Path | None = None
     prefix: str = "ef_"  # arduino-library / c-package: of the model's symbols ({prefix}model_run) and macros
+    onnx_reduce_range: bool = False  # ONNX int8 weights in -64..64 (x86 hosts without VNNI)
 
     def validate(self) -> list[str]:
         """The flags and the output folder; returns the formats."""
@@ -371,7 +372,7 @@ def export_to_dir(req: ExportRequest, progress: Progress | None = None) -> Expor
     with staged_output(req.out, req.keep_failed) as stage:
         summary = export_model(loaded.model, shape, stage, formats, calib, target_backend, req.check,
                                loaded.spec.label, progress=progress, eval_x=eval_x,
-                               eval_y=ev.y if ev is not None else None)
+                               eval_y=ev.y if ev is not None else None, onnx_reduce_range=req.onnx_reduce_range)
         if packages:
             from edgefold.compiler.codegen.package import FOLDERS, make_package
 
@@ -408,14 +409,14 @@ def export_model(model: nn.Module, input_shape: tuple[int, ...], out: str | Path
                  calib: torch.Tensor | str | None = None, target_backend: str = "tflm", check: bool = True,
                  label: str = "model", onnx_opset: int | None = None,
                  progress: Progress | None = None, eval_x: torch.Tensor | None = None,
-                 eval_y: torch.Tensor | None = None) -> ExportSummary:
+                 eval_y: torch.Tensor | None = None, onnx_reduce_range: bool = False) -> ExportSummary:
     """Export an in-memory model into `out` (see edgefold.compiler.export.export_all); returns check.json's record.
     eval_x / eval_y: what the fidelity check scores (default: the digits test split)."""
     from edgefold.compiler.export import export_all
 
     report = export_all(model, input_shape, out, formats, calib, target_backend, check=check, label=label,
                         onnx_opset=onnx_opset, on_stage=lambda s: _say(progress, f"{label}: {s}"), eval_x=eval_x,
-                        eval_y=eval_y)
+                        eval_y=eval_y, onnx_reduce_range=onnx_reduce_range)
     return report.summary()
 
 

@@ -66,6 +66,8 @@ class ExportReport:
         out = {k: fid[fmt][k] for k in keys} if fmt in fid else {}
         if fmt == "tflite-int8" and "tflite-int8-tflm" in fid:
             out["tflm"] = {k: fid["tflite-int8-tflm"][k] for k in keys}
+        if fmt == "onnx-int8" and "onnx-int8-qdq" in fid:
+            out["qdq"] = {k: fid["onnx-int8-qdq"][k] for k in keys}
         return out
 
 
@@ -93,7 +95,7 @@ def export_all(model: nn.Module, input_shape: tuple[int, ...], out_dir: str | os
                calib: torch.Tensor | str | os.PathLike | None = None,
                target_backend: str = "tflm", check: bool = True, label: str = "model", onnx_opset: int | None = None,
                on_stage: Callable[[str], None] | None = None, eval_x: torch.Tensor | None = None,
-               eval_y: torch.Tensor | None = None) -> ExportReport:
+               eval_y: torch.Tensor | None = None, onnx_reduce_range: bool = False) -> ExportReport:
     """Export `model` (float, NCHW input of `input_shape`) to `formats`, check, and write into `out_dir`.
 
     eval_x / eval_y: the inputs (and labels, for accuracy) the fidelity check runs on; default: the digits test split.
@@ -102,6 +104,7 @@ def export_all(model: nn.Module, input_shape: tuple[int, ...], out_dir: str | os
     target_backend: "tflm" or "edgefold" (op coverage gate for the .tflite).
     With out_dir=None nothing is written (the report still describes every artifact).
     onnx_opset: pin the ONNX opset (older runtimes, e.g. 13 for JetPack 4.6); default: the exporter's.
+    onnx_reduce_range: ONNX int8 weights in -64..64, for x86 hosts without VNNI (see export_onnx_int8).
     """
     from edgefold.compiler.check.coverage import BACKENDS
     from edgefold.compiler.export.calib import calibration
@@ -117,7 +120,7 @@ def export_all(model: nn.Module, input_shape: tuple[int, ...], out_dir: str | os
     created = out_dir is not None and not Path(out_dir).exists()
     try:
         return _export(model, shape, out_dir, fmts, calib_t, target_backend, check, label, on_stage, onnx_opset,
-                       eval_x, eval_y)
+                       eval_x, eval_y, onnx_reduce_range)
     except BaseException:
         if created:  # a folder this call made, left empty by the failure: remove it too
             with contextlib.suppress(OSError):
@@ -128,7 +131,8 @@ def export_all(model: nn.Module, input_shape: tuple[int, ...], out_dir: str | os
 def _export(model: nn.Module, shape: tuple[int, ...], out_dir: str | os.PathLike | None, fmts: list[str],
             calib_t: torch.Tensor, target_backend: str, check: bool, label: str,
             on_stage: Callable[[str], None] | None, onnx_opset: int | None = None,
-            eval_x: torch.Tensor | None = None, eval_y: torch.Tensor | None = None) -> ExportReport:
+            eval_x: torch.Tensor | None = None, eval_y: torch.Tensor | None = None,
+            onnx_reduce_range: bool = False) -> ExportReport:
     from edgefold.compiler.check.coverage import check_coverage
     from edgefold.compiler.tflite_model import read_tflite
 
@@ -156,7 +160,7 @@ def _export(model: nn.Module, shape: tuple[int, ...], out_dir: str | os.PathLike
         from edgefold.compiler.export.onnx_int8 import export_onnx_int8
 
         t0 = stage("ONNX int8 quantisation")
-        blobs["onnx-int8"] = export_onnx_int8(blobs["onnx"], calib_t)
+        blobs["onnx-int8"] = export_onnx_int8(blobs["onnx"], calib_t, reduce_range=onnx_reduce_range)
         report.seconds["onnx-int8"] = time.perf_counter() - t0
     if "tflite-int8" in fmts:
         from edgefold.compiler.export.tflite import export_tflite_int8
@@ -179,11 +183,14 @@ def _export(model: nn.Module, shape: tuple[int, ...], out_dir: str | os.PathLike
         files[HEADER] = ("c-array", h.encode())
         files[SOURCE] = ("c-array", c.encode())
     if check:
-        from edgefold.compiler.check.fidelity import check_fidelity
+        from edgefold.compiler.check.fidelity import check_fidelity, onnx_saturation_note
 
         t0 = stage("fidelity check")
         report.fidelity = check_fidelity(model, shape, {f: blobs[f] for f in fmts}, x=eval_x, labels=eval_y,
                                          on_format=lambda f: stage(f"fidelity: {f}"))
+        note = onnx_saturation_note(report.fidelity)
+        if note:
+            report.flags.append(note)
         report.seconds["fidelity"] = time.perf_counter() - t0
         if "tflite-int8" in fmts:
             from edgefold.compiler.check.tflm import tflm_arena_bytes

@@ -34,8 +34,11 @@ def _reader(input_name: str, calib: np.ndarray, batch: int = 16):
     return _Batches()
 
 
-def export_onnx_int8(onnx_float: bytes, calib_data: torch.Tensor | np.ndarray) -> bytes:
-    """Quantise a float ONNX model (from export_onnx) with `calib_data` (N x the model's input shape, float)."""
+def export_onnx_int8(onnx_float: bytes, calib_data: torch.Tensor | np.ndarray, reduce_range: bool = False) -> bytes:
+    """Quantise a float ONNX model (from export_onnx) with `calib_data` (N x the model's input shape, float).
+
+    reduce_range: weights in -64..64 (about 7 bits). Costs precision everywhere, but no 16-bit pair sum of u8 x s8
+    products can then overflow, so x86 CPUs without VNNI compute what the file specifies (see check.fidelity)."""
     import onnx
     from edgefold.compiler.export.onnx import fixed_batch
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -58,7 +61,8 @@ def export_onnx_int8(onnx_float: bytes, calib_data: torch.Tensor | np.ndarray) -
         logging.disable(logging.WARNING)  # ORT logs advice ("consider pre-processing") on the root logger
         try:
             quantize_static(str(src), str(dst), _reader(input_name, calib, batch), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            per_channel=True, reduce_range=reduce_range, activation_type=QuantType.QInt8,
+                            weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax,
                             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         except Exception as e:  # noqa: BLE001 - quantiser failures become one line

@@ -18,9 +18,10 @@ from edgefold.commands.common import (
 )
 from edgefold.core.vocab import MCU_BACKENDS
 
-FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx", "tflite-int8": "model_int8.tflite",
-         "tflite-int8-tflm": "model_int8.tflite"}
-RUNTIMES = {"onnxruntime": "ort", "ai-edge-litert": "litert", "tflite-micro host": "tflm"}
+FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx", "onnx-int8-qdq": "model_int8.onnx",
+         "tflite-int8": "model_int8.tflite", "tflite-int8-tflm": "model_int8.tflite"}
+RUNTIMES = {"onnxruntime": "ort", "onnxruntime, QDQ as written": "ort qdq", "ai-edge-litert": "litert",
+            "tflite-micro host": "tflm"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                   metavar="NPZ")
     p.add_argument("--target-backend", type=choice("target backend", MCU_BACKENDS), default="tflm",
                    help="which firmware's op set gates the .tflite: tflm or edgefold (default: tflm)")
+    p.add_argument("--onnx-reduce-range", action="store_true",
+                   help="ONNX int8 weights in -64..64 instead of -127..127: less precise, but onnxruntime's int8 "
+                        "kernels on x86 CPUs without VNNI then cannot saturate (the check flags when they do)")
     p.add_argument("--no-check", action="store_true", help="skip the fidelity check and TFLM arena measurement")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     add_keep_failed(p)
@@ -57,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
     req = ExportRequest(Path(args.out), model_request(args), Path(args.from_dir) if args.from_dir else None,
                         args.format, None, args.target_backend, check=not args.no_check, data=data_request(args),
-                        keep_failed=keep_failed(args), prefix=args.prefix)
+                        keep_failed=keep_failed(args), prefix=args.prefix,
+                        onnx_reduce_range=args.onnx_reduce_range)
     with progress("export") as status:
         check = export_to_dir(req, status)
     t = Table(title=f"{check.model} -> {args.out}")
@@ -68,10 +73,10 @@ def run(args: argparse.Namespace) -> int:
     fid = check.fidelity
     if "torch" in fid:
         t.add_row("float", "pytorch", "", "100.00", _pct(fid["torch"].get("accuracy")), "0")
-    shown = [*check.formats, *(["tflite-int8-tflm"] if "tflite-int8" in check.formats else [])]
+    shown = [g for f in check.formats for g in (f, f"{f}-qdq", f"{f}-tflm") if g == f or g in fid]
     for fmt in shown:
         f = fid.get(fmt)
-        t.add_row(fmt.replace("-tflm", ""), RUNTIMES.get(f["runtime"], f["runtime"]) if f else "-",
+        t.add_row(fmt.replace("-tflm", "").replace("-qdq", ""), RUNTIMES.get(f["runtime"], f["runtime"]) if f else "-",
                   f"{check.files.get(FILES[fmt], 0):,}", _pct(f["agreement"]) if f else "-",
                   _pct(f["accuracy"]) if f else "-", f"{f['max_abs_error']:.4f}" if f else "-")
     console.print(t)

@@ -7,7 +7,7 @@ import onnx
 import pytest
 import torch
 from edgefold.compiler import data
-from edgefold.compiler.check.fidelity import check_fidelity, onnx_outputs
+from edgefold.compiler.check.fidelity import FormatFidelity, check_fidelity, onnx_outputs, onnx_saturation_note
 from edgefold.compiler.export.calib import calibration, load_npz
 from edgefold.compiler.export.onnx import export_onnx
 from edgefold.compiler.export.onnx_int8 import export_onnx_int8
@@ -79,3 +79,44 @@ def test_npz_calibration(tmp_path):
                       ("junk", "not a readable"), ("missing", "not found")]:
         with pytest.raises(EdgefoldError, match=pat):
             load_npz(tmp_path / f"{name}.npz", TINY_SHAPE)
+
+
+def test_int8_onnx_checked_fused_and_as_written(exported):
+    model, _, _, q = exported
+    rep = check_fidelity(model, TINY_SHAPE, {"onnx-int8": q})
+    assert list(rep) == ["torch", "onnx-int8", "onnx-int8-qdq"]
+    fused, qdq = rep["onnx-int8"], rep["onnx-int8-qdq"]
+    assert fused.runtime == "onnxruntime" and qdq.runtime == "onnxruntime, QDQ as written"
+    assert fused.samples == qdq.samples == rep["torch"].samples
+    assert qdq.agreement >= 95.0  # the file's own arithmetic: per-channel int8, no saturation
+
+
+def _fid(fmt: str, agreement: float) -> FormatFidelity:
+    return FormatFidelity(fmt, "onnxruntime", agreement, None, 0.1, 360, 0.0)
+
+
+def test_saturation_note_only_when_fused_kernels_lose_a_point():
+    def note(fused, qdq):
+        return onnx_saturation_note({"onnx-int8": _fid("onnx-int8", fused),
+                                     "onnx-int8-qdq": _fid("onnx-int8-qdq", qdq)})
+
+    flag = note(88.06, 96.67)
+    assert flag and "88.06" in flag and "96.67" in flag and "--onnx-reduce-range" in flag
+    assert note(96.0, 96.9) is None and note(96.67, 96.67) is None and note(97.0, 95.0) is None
+    assert onnx_saturation_note({"onnx-int8": _fid("onnx-int8", 80.0)}) is None  # nothing to compare with
+
+
+def test_reduce_range_keeps_weights_within_seven_bits(exported):
+    model, calib, f, q = exported
+
+    def weights(blob):
+        m = onnx.load_from_string(blob)
+        inits = {i.name: onnx.numpy_helper.to_array(i) for i in m.graph.initializer}
+        return [inits[n.input[0]] for n in m.graph.node
+                if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None
+                and inits[n.input[0]].dtype == np.int8 and inits[n.input[0]].ndim > 1]
+
+    full, reduced = weights(q), weights(export_onnx_int8(f, calib, reduce_range=True))
+    assert full and len(full) == len(reduced)
+    assert max(np.abs(w).max() for w in full) == 127  # symmetric per channel: each channel's largest weight is 127
+    assert max(np.abs(w).max() for w in reduced) <= 64

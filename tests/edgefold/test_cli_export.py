@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import textwrap
 
+import numpy as np
+import onnx
 import pytest
 import torch
 from edgefold.compiler import zoo
@@ -83,6 +85,7 @@ def test_export_from_compress_dir(cli, compressed_dir, tmp_path):
         assert entry["bytes"] == (out / entry["file"]).stat().st_size
     assert check["formats"]["onnx"]["agreement"] == 100.0
     assert "tflm" in check["formats"]["tflite-int8"]  # the same .tflite, run on the TFLM host interpreter
+    assert "qdq" in check["formats"]["onnx-int8"]  # the same .onnx, Q/DQ run as written (no fused int8 kernels)
     assert check["tflm_arena_bytes"] > 1000
     assert {"CONV_2D", "FULLY_CONNECTED"} <= set(check["ops"])
     assert check["coverage"]["backend"] == "tflm" and check["flags"] == []
@@ -93,6 +96,20 @@ def test_export_from_compress_dir(cli, compressed_dir, tmp_path):
     assert check["input_shape"] == [1, 3, 32, 32]
     io = check["tflite_io"]
     assert io["input"]["shape"] == [1, 32, 32, 3] and io["input"]["dtype"] == "INT8" and len(io["input"]["scale"]) == 1
+
+
+def test_onnx_reduce_range(cli, nets, tmp_path):
+    out = tmp_path / "o"
+    rc, stdout, err = cli("export", "--factory", f"{nets}:tiny", "--input-shape", "1,1,8,8", "--format", "onnx-int8",
+                          "--data", "digits", "--onnx-reduce-range", "--out", out)
+    assert rc == 0, err
+    m = onnx.load(out / "model_int8.onnx")
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in m.graph.initializer}
+    w = [inits[n.input[0]] for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+         and inits[n.input[0]].dtype == np.int8 and inits[n.input[0]].ndim > 1]
+    assert w and max(np.abs(a).max() for a in w) <= 64
+    entry = json.loads((out / "check.json").read_text())["formats"]["onnx-int8"]
+    assert {"agreement", "qdq"} <= set(entry) and "ort qdq" in stdout
 
 
 def test_factory_tflite_only_edgefold_backend(cli, nets, tmp_path):
