@@ -40,6 +40,23 @@ def window_delta(w: int, c: int, oh: int, ow: int, oc: int, sh: int, sw: int, pa
     return align(int(max(0, np.max((p + 1) * oc - suffix_min))))
 
 
+DW_MAX_TAPS = 25  # depthwise windows the packed kernel reads through its tap table (EF_DW_MAX_TAPS)
+POINTWISE_CHANNELS = (8,)  # input channels of the 1x1 convolutions with a register-resident kernel
+
+
+def channel_rq_records(bias: np.ndarray | None, out_offset: int, mult: tuple[int, ...],
+                       shift: tuple[int, ...]) -> np.ndarray | None:
+    """ef_conv_params.channel_rq: per output channel {bias, multiplier, exponent e, 2^(e-1) + out_offset * 2^e}, for
+    rq_fast layers; None where the rounding term would not fit (the kernels add it to a value below 2^30 in
+    magnitude)."""
+    e = -np.asarray(shift, dtype=np.int64)
+    rounding = (np.int64(1) << (e - 1)) + np.int64(out_offset) * (np.int64(1) << e)
+    if np.abs(rounding).max(initial=0) >= 1 << 30:
+        return None
+    b = np.zeros(len(mult), np.int64) if bias is None else bias.reshape(-1).astype(np.int64)
+    return np.stack([b, np.asarray(mult, dtype=np.int64), e, rounding], axis=1)
+
+
 class UnsupportedOp(EdgefoldError):
     """The model contains an operator (or a variant of one) the edgefold runtime does not implement."""
 
@@ -60,6 +77,7 @@ class Lowerer:
                     self.consumers.setdefault(t, []).append(op.index)
         self.fused_pads: dict[int, tuple[int, tuple[int, int, int, int]]] = {}  # conv op -> (pad input, pads)
         self.skip: set[int] = set()
+        self.pad_runs: set[str] = set()
         self.const_names: dict[int, str] = {}
 
     # --- helpers --------------------------------------------------------------------------------------
@@ -214,19 +232,62 @@ class Lowerer:
             fn = "ef_depthwise_conv_2d"
             if oc == c:  # the packed kernel's interior pixels fold the input offset into the bias
                 full = w.data.reshape(-1, oc).astype(np.int64).sum(0) * -x.zero_point
-                if bi >= 0:
-                    full = full + self.t(bi).data.reshape(-1).astype(np.int64)
+                if bias_q is not None:
+                    full = full + bias_q.reshape(-1).astype(np.int64)
                 if np.abs(full).max(initial=0) < (1 << 31):
                     fields["bias_full"] = self.const(full, "int32_t", f"bf{op.index}")
+                    if kh * kw <= DW_MAX_TAPS:
+                        fields["pad_run"] = self.pad_run(x.zero_point, c)
+                self.channel_rq(op, fields, bias_q, y.zero_point, mult, shift)
         else:
             self.need(op, as_conv or (c % w.shape[3] == 0 and oc % groups == 0), "filter depth does not divide the "
                       "input channels")
             fields["groups"] = groups
             fn = "ef_conv_2d"
+            row = kw * (c // groups)
+            if row % 4:  # rows padded to whole 4-element SMLAD groups: no scalar tail in the packed kernel
+                fields["k_row"] = -(-row // 4) * 4
+                ohwi = w.data.transpose(3, 1, 2, 0) if as_conv else w.data
+                padded = np.zeros((oc, kh, fields["k_row"]), np.int8)
+                padded[:, :, :row] = ohwi.reshape(oc, kh, row)
+                self.drop_consts([fields["weights"]], [wi])
+                fields["weights"] = self.const(padded, "int8_t", f"wp{op.index}")
+                k = kh * fields["k_row"]
+            self.channel_rq(op, fields, bias_q, y.zero_point, mult, shift)
+            pointwise = (kh, kw, sh, sw, pad_t, pad_l, groups, oh, ow) == (1, 1, 1, 1, 0, 0, 1, h, wd)
+            if pointwise and c in POINTWISE_CHANNELS and "channel_rq" in fields:
+                fields["pointwise"] = c
             args.append(self.scratch(step, 2 * 2 * k))
         self.add_step(Step(fn, "ef_conv_params", fields, args, op.name))
         if groups == 1:  # a grouped conv writes a pixel's first groups before reading its last ones
             self.window_overlap(op, xi, op.outputs[0], h, wd, c, oh, ow, oc, sh, sw, pad_t, pad_l)
+
+    def pad_run(self, zero_point: int, c: int) -> str:
+        """c bytes of an input zero point: what the packed depthwise kernel reads for taps in the padding (one
+        array per zero point and length, shared by the layers that need it)."""
+        name = f"zp{zero_point + 128}_{c}"
+        if name not in self.pad_runs:
+            self.pad_runs.add(name)
+            self.const(np.full(c, zero_point), "int8_t", name)
+        return name
+
+    def channel_rq(self, op: Op, fields: dict, bias: np.ndarray | None, out_offset: int, mult: tuple[int, ...],
+                   shift: tuple[int, ...]) -> None:
+        """Per-channel records in place of bias / mult / shift, for the kernels' fast paths (rq_fast layers)."""
+        records = channel_rq_records(bias, out_offset, mult, shift) if fields["rq_fast"] else None
+        if records is None:
+            return
+        fields["channel_rq"] = self.const(records, "int32_t", f"rq{op.index}")
+        bias_input = op.inputs[2] if len(op.inputs) > 2 else -1
+        self.drop_consts([fields["mult"], fields["shift"], fields["bias"]], [bias_input])
+        fields["bias"] = fields["mult"] = fields["shift"] = None
+
+    def drop_consts(self, names: list[str | None], tensors: list[int]) -> None:
+        """Forget constant arrays a layer replaced; one made from a model tensor only if no other op reads it."""
+        shared = {self.const_names.get(t) for t in tensors if t >= 0 and len(self.consumers.get(t, [])) > 1}
+        gone = {n for n in names if n is not None and n not in shared}
+        self.out.consts = [k for k in self.out.consts if k.name not in gone]
+        self.const_names = {t: n for t, n in self.const_names.items() if n not in gone}
 
     def window_overlap(self, op, xi, yi, h, w, c, oh, ow, oc, sh, sw, pad_t, pad_l) -> None:
         delta = window_delta(w, c, oh, ow, oc, sh, sw, pad_t, pad_l)
@@ -260,6 +321,8 @@ class Lowerer:
                       shift=self.const(np.array(shift), "int32_t", f"sh{op.index}"),
                       rq_fast=int(not np.any(w.zero_points) and requant_fast_ok(
                           w.data, 0, self.t(bi).data if bi >= 0 else None, -x.zero_point, mult, shift)))
+        self.channel_rq(op, fields, self.t(bi).data if bi >= 0 else None, y.zero_point,
+                        mult * (oc if not per_channel else 1), shift * (oc if not per_channel else 1))
         step = len(self.out.steps)
         args = [self.ref(xi), self.ref(op.outputs[0]), self.scratch(step, 2 * 2 * ic)]
         self.add_step(Step("ef_fully_connected", "ef_fc_params", fields, args, op.name))

@@ -33,8 +33,11 @@ from edgefold.core.errors import EdgefoldError
 ALIAS = {"batch_norm", "relu", "relu6", "hardtanh", "dropout", "flatten", "view", "reshape", "_unsafe_view",
          "identity", "clone", "contiguous", "squeeze", "unsqueeze", "alias", "detach",
          "_native_batch_norm_legit_no_training"}
-PER_CHANNEL_CONST = 12  # int32 bias + int32 multiplier + int32 shift per output channel
-DWCONV_FOLDED_BIAS = 4  # depthwise: an int32 bias with the input offset folded in (the M4 path's interior pixels)
+# per output channel: the channel_rq record {bias, multiplier, exponent, rounding} of the runtime's fast
+# requantisation (layers where it is exact: nearly all; the others carry bias + multiplier + shift, 12 B)
+PER_CHANNEL_CONST = 16
+# depthwise: an int32 bias with the input offset folded in, and a zero-point byte per channel for the padding taps
+DWCONV_FOLDED_BIAS = 4 + 1
 ALIGN = 16
 
 

@@ -39,6 +39,22 @@ static inline int8_t add1_fast(const add_consts *c, int32_t x, int32_t y) {
     return (int8_t)ef_clamp(mbqm_fast(a + b, c->mo, c->eo, c->ro, c->no) + c->oo, c->lo, c->hi);
 }
 
+/* The common case of add1_fast (MobileNet residuals): an output exponent >= 1, no activation narrower than int8,
+ * and the output offset folded into the final rounding term (ro_z = 2^(eo-1) + oo 2^eo, below 2^30 in magnitude).
+ * Out of line with its constants in locals, so that they stay in registers. */
+EF_NOINLINE static void add_fast_full(const add_consts *c, const int8_t *in1, const int8_t *in2, int8_t *out,
+                                      int32_t n) {
+    const int32_t o1 = c->o1 * (1 << 20), o2 = c->o2 * (1 << 20), m1 = c->m1, m2 = c->m2, mo = c->mo;
+    const int32_t r1 = c->r1, r2 = c->r2, n1 = c->n1, n2 = c->n2, ro_z = c->ro + c->oo * (1 << c->eo);
+    const int e1 = c->e1, e2 = c->e2, eo = c->eo;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        const int32_t a = mbqm_fast(in1[i] * (1 << 20) + o1, m1, e1, r1, n1);
+        const int32_t b = mbqm_fast(in2[i] * (1 << 20) + o2, m2, e2, r2, n2);
+        out[i] = (int8_t)ef_sat8(ef_mbqm_fast_r(a + b, mo, eo, ro_z));
+    }
+}
+
 /* Element i is written after both inputs' element i is read: the output may alias either input. */
 int ef_add(const ef_add_params *p, const int8_t *in1, const int8_t *in2, int8_t *out) {
     add_consts c;
@@ -53,7 +69,9 @@ int ef_add(const ef_add_params *p, const int8_t *in1, const int8_t *in2, int8_t 
     c.n1 = c.e1 > 0 ? -1 : 0, c.n2 = c.e2 > 0 ? -1 : 0, c.no = c.eo > 0 ? -1 : 0;
     fast = c.ls == 20 && c.m1 > 0 && c.m2 > 0 && c.mo > 0 && c.e1 >= 0 && c.e2 >= 0 && c.eo >= 0;
     if (!p->b.broadcast) {
-        if (fast)
+        if (fast && c.eo >= 1 && c.eo <= 21 && c.lo <= -128 && c.hi >= 127)
+            add_fast_full(&c, in1, in2, out, n);
+        else if (fast)
             for (i = 0; i < n; ++i) out[i] = add1_fast(&c, in1[i], in2[i]);
         else
             for (i = 0; i < n; ++i) out[i] = add1(&c, in1[i], in2[i]);

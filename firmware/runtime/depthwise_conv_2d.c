@@ -5,6 +5,7 @@
 
 typedef struct {
     const int32_t *mult, *shift;
+    const int32_t *rq;   /* channel_rq records: the fast modes requantise with these */
     int32_t out_offset, lo, hi;
 } dw_out;
 
@@ -28,132 +29,117 @@ static inline void taps_inside(int32_t origin, int32_t dil, int32_t k, int32_t e
         a3 = ef_smlatt(x13_, w13_, a3);                                   \
     } while (0)
 
-EF_ALWAYS_INLINE void store4(int8_t *o, const dw_out *q, int32_t ic, int32_t a0, int32_t a1, int32_t a2,
-                             int32_t a3, const int mode) {
-    o[ic] = ef_requant(a0, q->mult[ic], q->shift[ic], mode, q->out_offset, q->lo, q->hi);
-    o[ic + 1] = ef_requant(a1, q->mult[ic + 1], q->shift[ic + 1], mode, q->out_offset, q->lo, q->hi);
-    o[ic + 2] = ef_requant(a2, q->mult[ic + 2], q->shift[ic + 2], mode, q->out_offset, q->lo, q->hi);
-    o[ic + 3] = ef_requant(a3, q->mult[ic + 3], q->shift[ic + 3], mode, q->out_offset, q->lo, q->hi);
+/* Channel ic's output: TFLite's requantisation (EF_RQ_REF), or the fast one from its channel_rq record, whose
+ * rounding term carries the output offset. */
+EF_ALWAYS_INLINE int8_t dw_requant(int32_t acc, const dw_out *q, int32_t ic, const int mode) {
+    if (mode == EF_RQ_REF)
+        return ef_requant(acc, q->mult[ic], q->shift[ic], EF_RQ_REF, q->out_offset, q->lo, q->hi);
+    {
+        const int32_t *r = q->rq + 4 * ic;
+        const int32_t v = ef_mbqm_fast_r(acc, r[1], r[2], r[3]);
+        return (int8_t)(mode == EF_RQ_FAST_FULL ? ef_sat8(v) : ef_clamp(v, q->lo, q->hi));
+    }
 }
 
-/* Keeps each tap's loads after the previous tap's MACs: hoisted together, the loads of a row outnumber the
- * free registers and GCC spills the accumulators. */
+/* All four requantised before the first store: an int8 store could alias the records, forcing reloads. */
+EF_ALWAYS_INLINE void store4(int8_t *o, const dw_out *q, int32_t ic, int32_t a0, int32_t a1, int32_t a2,
+                             int32_t a3, const int mode) {
+    const int8_t v0 = dw_requant(a0, q, ic, mode), v1 = dw_requant(a1, q, ic + 1, mode);
+    const int8_t v2 = dw_requant(a2, q, ic + 2, mode), v3 = dw_requant(a3, q, ic + 3, mode);
+    o[ic] = v0, o[ic + 1] = v1, o[ic + 2] = v2, o[ic + 3] = v3;
+}
+
+/* Keeps each tap's loads after the previous tap's MACs: hoisted together, the loads outnumber the free registers
+ * and GCC spills the accumulators. */
 #if defined(__GNUC__)
 #define EF_TAP_ORDER() __asm__ volatile("" ::: "memory")
 #else
 #define EF_TAP_ORDER() ((void)0)
 #endif
 
-/* One output pixel whose window lies wholly inside the image, four channels at a time: the accumulators start
- * at bias_full (bias + the input offset times the channel's weight sum), so the taps multiply raw inputs. Kept
- * out of line so that its few live values stay in registers (inlined into the pixel loops they spill). */
-EF_ALWAYS_INLINE void pixel_inside(const int8_t *base, const int8_t *weights, int8_t *o, int32_t c, int32_t k_h,
-                                   int32_t k_w, int32_t step, int32_t row, const int32_t *bias_full,
-                                   const dw_out *q, const int mode) {
+#define EF_DW_MAX_TAPS 25   /* up to 5x5 windows through the tap table; larger ones take dw_generic */
+
+/* Tap t of four channels [ic, ic + 4): input through the pixel's tap table, weight at row t of 1HWO. */
+#define EF_DW_TAP(t) EF_DW_TAP4(ef_read32(taps[t] + ic), ef_read32(wp + (t) * c), a0, a1, a2, a3); EF_TAP_ORDER()
+
+/* One output pixel from its tap table: taps[t] is the input pixel under tap t, or pad_run (the input zero point
+ * in every channel) where the tap falls in the padding. The accumulators start at bias_full (bias + input offset
+ * x the channel's weight sum), so every tap multiplies raw inputs, and a padding tap adds zp x w = -offset x w,
+ * cancelling its share of bias_full exactly as TFLite's skipped tap does. Border pixels thus run the same code as
+ * interior ones; 3x3 windows (MobileNets) are unrolled. */
+EF_ALWAYS_INLINE void dw_pixel(const int8_t *const *taps, int32_t n_taps, const int8_t *weights, int8_t *o,
+                               int32_t c, const int32_t *bias_full, const dw_out *q_in, const int mode) {
+    const dw_out qv = *q_in, *q = &qv;   /* a local copy: the int8 stores cannot alias it, so it stays in registers */
     const int32_t c4 = c & ~3;
-    int32_t ic, ky, kx;
+    int32_t ic, t;
     for (ic = 0; ic < c4; ic += 4) {
         int32_t a0 = bias_full[ic], a1 = bias_full[ic + 1], a2 = bias_full[ic + 2], a3 = bias_full[ic + 3];
-        const int8_t *ip = base + ic, *wp = weights + ic;
-        for (ky = 0; ky < k_h; ++ky, ip += row) {
-            if (k_w == 3) {
-                EF_DW_TAP4(ef_read32(ip), ef_read32(wp), a0, a1, a2, a3);
-                EF_TAP_ORDER();
-                EF_DW_TAP4(ef_read32(ip + step), ef_read32(wp + c), a0, a1, a2, a3);
-                EF_TAP_ORDER();
-                EF_DW_TAP4(ef_read32(ip + 2 * step), ef_read32(wp + 2 * c), a0, a1, a2, a3);
-                wp += 3 * c;
-            } else {
-                const int8_t *x = ip;
-                for (kx = 0; kx < k_w; ++kx, x += step, wp += c)
-                    EF_DW_TAP4(ef_read32(x), ef_read32(wp), a0, a1, a2, a3);
+        const int8_t *wp = weights + ic;
+        if (n_taps == 9) {
+            EF_DW_TAP(0); EF_DW_TAP(1); EF_DW_TAP(2);
+            EF_DW_TAP(3); EF_DW_TAP(4); EF_DW_TAP(5);
+            EF_DW_TAP(6); EF_DW_TAP(7); EF_DW_TAP(8);
+        } else {
+            for (t = 0; t < n_taps; ++t) {
+                EF_DW_TAP4(ef_read32(taps[t] + ic), ef_read32(wp), a0, a1, a2, a3);
+                wp += c;
             }
         }
         store4(o, q, ic, a0, a1, a2, a3, mode);
     }
     for (; ic < c; ++ic) {  /* the last c % 4 channels, one at a time */
         int32_t acc = bias_full[ic];
-        const int8_t *ip = base + ic, *wp = weights + ic;
-        for (ky = 0; ky < k_h; ++ky, ip += row)
-            for (kx = 0; kx < k_w; ++kx, wp += c) acc += ip[kx * step] * *wp;
-        o[ic] = ef_requant(acc, q->mult[ic], q->shift[ic], mode, q->out_offset, q->lo, q->hi);
+        for (t = 0; t < n_taps; ++t) acc += taps[t][ic] * weights[t * c + ic];
+        o[ic] = dw_requant(acc, q, ic, mode);
     }
 }
 
-#if defined(__GNUC__)
-#define EF_NOINLINE __attribute__((noinline))
-#else
-#define EF_NOINLINE
-#endif
-#define EF_DW_PIXEL_INSIDE(name, mode)                                                                          \
-    EF_NOINLINE static void name(const int8_t *base, const int8_t *weights, int8_t *o, int32_t c, int32_t k_h,  \
-                                 int32_t k_w, int32_t step, int32_t row, const int32_t *bias_full,             \
-                                 const dw_out *q) {                                                            \
-        pixel_inside(base, weights, o, c, k_h, k_w, step, row, bias_full, q, mode);                              \
+#define EF_DW_PIXEL(name, mode)                                                                                   \
+    EF_NOINLINE static void name(const int8_t *const *taps, int32_t n_taps, const int8_t *weights, int8_t *o,     \
+                                 int32_t c, const int32_t *bias_full, const dw_out *q) {                          \
+        dw_pixel(taps, n_taps, weights, o, c, bias_full, q, mode);                                                \
     }
-EF_DW_PIXEL_INSIDE(pixel_inside_ref, EF_RQ_REF)
-EF_DW_PIXEL_INSIDE(pixel_inside_fast, EF_RQ_FAST)
-EF_DW_PIXEL_INSIDE(pixel_inside_full, EF_RQ_FAST_FULL)
+EF_DW_PIXEL(dw_pixel_ref, EF_RQ_REF)
+EF_DW_PIXEL(dw_pixel_fast, EF_RQ_FAST)
+EF_DW_PIXEL(dw_pixel_full, EF_RQ_FAST_FULL)
 
-/* Depth multiplier 1, four channels at a time (the last c % 4 one at a time). A window wholly inside the image
- * starts from bias_full (bias + the input offset times the channel's weight sum), so its taps multiply raw inputs;
- * a window on the border adds the offset to each input it reads and skips the taps outside. One copy for the
- * three requantisation modes (a run-time branch per border output); the interior kernel has one per mode. */
+/* Depth multiplier 1 (the code generator sets bias_full and pad_run for such layers): output pixels in raster
+ * order, each from a table of its taps' input pixels. */
 static void dw_packed(const ef_conv_params *p, const int8_t *in, int8_t *out, const int mode) {
-    const int32_t c = p->in_c, in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w;
-    const int32_t dil_h = p->dil_h, step = p->dil_w * c;
-    const int32_t off2 = (int32_t)(((uint32_t)(uint16_t)(int16_t)p->in_offset) * 0x10001u);
-    const int32_t *bias = p->bias, *bias_full = p->bias_full;
-    const dw_out q = {p->mult, p->shift, p->out_offset, p->act_min, p->act_max};
-    const int8_t *weights = p->weights;
-    int32_t oy, ox, ic, ky, kx;
+    const int32_t c = p->in_c, in_h = p->in_h, in_w = p->in_w, k_h = p->k_h, k_w = p->k_w, n_taps = k_h * k_w;
+    const dw_out q = {p->mult, p->shift, p->channel_rq, p->out_offset, p->act_min, p->act_max};
+    const int32_t span_h = (k_h - 1) * p->dil_h, span_w = (k_w - 1) * p->dil_w;
+    const int8_t *taps[EF_DW_MAX_TAPS];
+    int32_t offs[EF_DW_MAX_TAPS];   /* tap t's input offset from the window's corner */
+    int32_t oy, ox, ky, kx, t;
+    int8_t *o = out;
+    for (ky = 0, t = 0; ky < k_h; ++ky)
+        for (kx = 0; kx < k_w; ++kx) offs[t++] = (ky * p->dil_h * in_w + kx * p->dil_w) * c;
     for (oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_t;
-        int32_t ky0, ky1;
-        taps_inside(iy0, dil_h, k_h, in_h, &ky0, &ky1);
-        for (ox = 0; ox < p->out_w; ++ox) {
+        const int rows_inside = iy0 >= 0 && iy0 + span_h < in_h;
+        for (ox = 0; ox < p->out_w; ++ox, o += c) {
             const int32_t ix0 = ox * p->stride_w - p->pad_l;
-            int8_t *o = out + (oy * p->out_w + ox) * c;
-            int32_t kx0, kx1;
-            taps_inside(ix0, p->dil_w, k_w, in_w, &kx0, &kx1);
-            if (bias_full && ky0 == 0 && ky1 == k_h && kx0 == 0 && kx1 == k_w) {
-                const int8_t *base = in + (iy0 * in_w + ix0) * c;
-                const int32_t row = dil_h * in_w * c;
-                if (mode == EF_RQ_FAST_FULL)
-                    pixel_inside_full(base, weights, o, c, k_h, k_w, step, row, bias_full, &q);
-                else if (mode == EF_RQ_FAST)
-                    pixel_inside_fast(base, weights, o, c, k_h, k_w, step, row, bias_full, &q);
-                else
-                    pixel_inside_ref(base, weights, o, c, k_h, k_w, step, row, bias_full, &q);
-                continue;
-            }
-            for (ic = 0; ic < (c & ~3); ic += 4) {
-                int32_t a0 = bias ? bias[ic] : 0, a1 = bias ? bias[ic + 1] : 0;
-                int32_t a2 = bias ? bias[ic + 2] : 0, a3 = bias ? bias[ic + 3] : 0;
-                for (ky = ky0; ky < ky1; ++ky) {
-                    const int8_t *ip = in + ((iy0 + ky * dil_h) * in_w + ix0 + kx0 * p->dil_w) * c + ic;
-                    const int8_t *wp = weights + (ky * k_w + kx0) * c + ic;
-                    for (kx = kx0; kx < kx1; ++kx, ip += step, wp += c) {
-                        const int32_t vi = ef_read32(ip), vw = ef_read32(wp);
-                        const int32_t x02 = ef_sadd16(ef_sxtb16(vi), off2), x13 = ef_sadd16(ef_sxtb16_ror8(vi), off2);
-                        const int32_t w02 = ef_sxtb16(vw), w13 = ef_sxtb16_ror8(vw);
-                        a0 = ef_smlabb(x02, w02, a0);
-                        a2 = ef_smlatt(x02, w02, a2);
-                        a1 = ef_smlabb(x13, w13, a1);
-                        a3 = ef_smlatt(x13, w13, a3);
+            if (rows_inside && ix0 >= 0 && ix0 + span_w < in_w) {
+                const int8_t *corner = in + (iy0 * in_w + ix0) * c;
+                for (t = 0; t < n_taps; ++t) taps[t] = corner + offs[t];
+            } else {
+                const int8_t **tp = taps;
+                for (ky = 0; ky < k_h; ++ky) {
+                    const int32_t iy = iy0 + ky * p->dil_h;
+                    const int row_inside = iy >= 0 && iy < in_h;
+                    for (kx = 0; kx < k_w; ++kx) {
+                        const int32_t ix = ix0 + kx * p->dil_w;
+                        *tp++ = row_inside && ix >= 0 && ix < in_w ? in + (iy * in_w + ix) * c : p->pad_run;
                     }
                 }
-                store4(o, &q, ic, a0, a1, a2, a3, mode);
             }
-            for (; ic < c; ++ic) {
-                int32_t acc = bias ? bias[ic] : 0;
-                for (ky = ky0; ky < ky1; ++ky) {
-                    const int8_t *ip = in + ((iy0 + ky * dil_h) * in_w + ix0) * c + ic;
-                    const int8_t *wp = weights + ky * k_w * c + ic;
-                    for (kx = kx0; kx < kx1; ++kx) acc += (ip[kx * step] + p->in_offset) * wp[kx * c];
-                }
-                o[ic] = ef_requant(acc, q.mult[ic], q.shift[ic], mode, q.out_offset, q.lo, q.hi);
-            }
+            if (mode == EF_RQ_FAST_FULL)
+                dw_pixel_full(taps, n_taps, p->weights, o, c, p->bias_full, &q);
+            else if (mode == EF_RQ_FAST)
+                dw_pixel_fast(taps, n_taps, p->weights, o, c, p->bias_full, &q);
+            else
+                dw_pixel_ref(taps, n_taps, p->weights, o, c, p->bias_full, &q);
         }
     }
 }
@@ -164,7 +150,7 @@ static void dw_generic(const ef_conv_params *p, const int8_t *in, int8_t *out) {
     /* locals: int8 stores may alias the parameter block, which would force reloads in the inner loops */
     const int32_t c_in = p->in_c, c_out = p->out_c, dm = p->depth_mult, in_h = p->in_h, in_w = p->in_w;
     const int32_t k_h = p->k_h, k_w = p->k_w, dil_h = p->dil_h, dil_w = p->dil_w, off = p->in_offset;
-    const int32_t *bias = p->bias, *mult = p->mult, *shift = p->shift, fast = p->rq_fast;
+    const int32_t *bias = p->bias, *mult = p->mult, *shift = p->shift, *rq = p->channel_rq, fast = p->rq_fast;
     const int32_t oo = p->out_offset, lo = p->act_min, hi = p->act_max;
     const int8_t *weights = p->weights;
     int32_t oy, ox, ic, m, ky, kx;
@@ -180,14 +166,18 @@ static void dw_generic(const ef_conv_params *p, const int8_t *in, int8_t *out) {
             for (ic = 0; ic < c_in; ++ic) {
                 for (m = 0; m < dm; ++m) {
                     const int32_t oc = ic * dm + m;
-                    int32_t acc = bias ? bias[oc] : 0;
+                    int32_t acc = rq ? rq[4 * oc] : (bias ? bias[oc] : 0);
                     for (ky = ky0; ky < ky1; ++ky) {
                         const int8_t *ip = in + ((iy0 + ky * dil_h) * in_w + ix0) * c_in + ic;
                         const int8_t *wp = weights + ky * k_w * c_out + oc;
                         for (kx = kx0; kx < kx1; ++kx) acc += (ip[kx * dil_w * c_in] + off) * wp[kx * c_out];
                     }
-                    o[oc] = fast ? ef_requant(acc, mult[oc], shift[oc], EF_RQ_FAST, oo, lo, hi)
-                                 : ef_requant(acc, mult[oc], shift[oc], EF_RQ_REF, oo, lo, hi);
+                    if (rq)
+                        o[oc] = (int8_t)ef_clamp(ef_mbqm_fast_r(acc, rq[4 * oc + 1], rq[4 * oc + 2], rq[4 * oc + 3]),
+                                                 lo, hi);
+                    else
+                        o[oc] = fast ? ef_requant(acc, mult[oc], shift[oc], EF_RQ_FAST, oo, lo, hi)
+                                     : ef_requant(acc, mult[oc], shift[oc], EF_RQ_REF, oo, lo, hi);
                 }
             }
         }
@@ -196,8 +186,9 @@ static void dw_generic(const ef_conv_params *p, const int8_t *in, int8_t *out) {
 
 int ef_depthwise_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out) {
 #if defined(EF_PACKED)
-    if (p->depth_mult == 1) {
-        dw_packed(p, in, out, ef_requant_mode(p->rq_fast, p->act_min, p->act_max));
+    if (p->pad_run && p->k_h * p->k_w <= EF_DW_MAX_TAPS) {
+        /* the fast modes need the channel records; without them TFLite's arithmetic is exact for any layer */
+        dw_packed(p, in, out, ef_requant_mode(p->channel_rq != 0, p->act_min, p->act_max));
         return 0;
     }
 #endif

@@ -21,10 +21,12 @@ void ef_col_fill(int32_t *cols, int32_t which, int32_t k, int32_t k_len, const i
 /* zero-point padding: (zp + offset) == 0 */
 void ef_col_zero(int32_t *cols, int32_t which, int32_t k, int32_t k_len, int32_t n);
 
-/* The output stage of ef_mm_cols: bias (may be NULL), per-channel or per-tensor requantisation, zero point, clamp. */
+/* The output stage of ef_mm_cols: bias (may be NULL), per-channel or per-tensor requantisation, zero point, clamp;
+ * or, where rq (the layer's channel_rq records, ef_runtime.h) is set, the fast requantisation from those. */
 typedef struct {
     const int32_t *bias, *mult, *shift;
-    int32_t per_channel, out_offset, act_min, act_max, rq_fast;
+    int32_t per_channel, out_offset, act_min, act_max;
+    const int32_t *rq;
 } ef_mm_out;
 
 /* out0[o] (and out1[o] if two) = requant(sum_k w[o][k] * col[k] + bias[o]) for every output channel o. */

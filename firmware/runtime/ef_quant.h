@@ -12,6 +12,12 @@
 #else
 #define EF_ALWAYS_INLINE static inline
 #endif
+/* for the per-variant instances of such bodies, kept out of line so that their live values stay in registers */
+#if defined(__GNUC__)
+#define EF_NOINLINE __attribute__((noinline))
+#else
+#define EF_NOINLINE
+#endif
 
 #if defined(__ARM_FEATURE_DSP) && !defined(EF_NO_DSP)
 #include <arm_acle.h>
@@ -70,6 +76,13 @@ EF_INLINE int32_t ef_smmulr(int32_t a, int32_t b) {
 EF_INLINE int32_t ef_mbqm_fast(int32_t x, int32_t multiplier, int32_t exponent) {
     const int32_t v = ef_smmulr((int32_t)((uint32_t)x << 1), multiplier);
     return (v + (v >> 31) + ((int32_t)1 << (exponent - 1))) >> exponent;
+}
+
+/* ef_mbqm_fast with its rounding term precomputed: round = 2^(e-1) + z * 2^e returns ef_mbqm_fast(x) + z (adding a
+ * multiple of 2^e commutes with the floor shift; the code generator checks that the sum cannot overflow). */
+EF_INLINE int32_t ef_mbqm_fast_r(int32_t x, int32_t multiplier, int32_t exponent, int32_t round) {
+    const int32_t v = ef_smmulr((int32_t)((uint32_t)x << 1), multiplier);
+    return (v + (v >> 31) + round) >> exponent;
 }
 
 EF_INLINE int32_t ef_clamp(int32_t x, int32_t lo, int32_t hi) {

@@ -14,18 +14,26 @@ extern "C" {
 
 #define EF_MAX_DIMS 6
 
+/* EF_CHANNEL_RQ: the per-output-channel records {bias, multiplier, exponent e, 2^(e-1) + out_offset x 2^e} that
+ * rq_fast layers carry in place of bias / mult / shift: the operands of ef_mbqm_fast_r, whose rounding term then
+ * adds the output zero point too. */
 typedef struct {
     int32_t in_h, in_w, in_c, out_h, out_w, out_c;
     int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_t, pad_l;
     int32_t in_offset, out_offset, act_min, act_max;
     int32_t depth_mult;         /* depthwise only */
     int32_t groups;             /* conv only: 0 or 1 = ordinary; else in_c / groups channels per filter */
+    int32_t k_row;              /* conv only: 0, or the weights' row length k_w x channels padded with zeros to x4 */
     const int8_t *weights;      /* OHWI (conv) / 1HWO (depthwise) */
     const int32_t *bias;        /* may be NULL */
     const int32_t *mult;        /* per output channel */
     const int32_t *shift;
     const int32_t *bias_full;   /* depthwise, may be NULL: bias + in_offset x the channel's whole-window weight sum */
     int32_t rq_fast;            /* 1: ef_mbqm_fast is exact for every channel (checked by the code generator) */
+    const int32_t *channel_rq;  /* may be NULL, else it replaces bias / mult / shift: see EF_CHANNEL_RQ */
+    int32_t pointwise;          /* conv: 8 = 1x1, stride 1, no padding, 8 input channels, channel_rq set: conv_2d.c's
+                                 * register-resident kernel; 0 = the generic path */
+    const int8_t *pad_run;      /* depthwise, may be NULL: in_c bytes of the input zero point (padding taps) */
 } ef_conv_params;
 
 typedef struct {
@@ -37,6 +45,7 @@ typedef struct {
     const int32_t *mult;
     const int32_t *shift;
     int32_t rq_fast;            /* as in ef_conv_params */
+    const int32_t *channel_rq;  /* may be NULL, else it replaces bias / mult / shift: see EF_CHANNEL_RQ */
 } ef_fc_params;
 
 typedef struct {

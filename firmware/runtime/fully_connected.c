@@ -9,7 +9,7 @@ int ef_fully_connected(const ef_fc_params *p, const int8_t *in, int8_t *out, int
     if (p->filter_offset == 0) {
         const int32_t k = p->in_c;
         const ef_mm_out q = {p->bias, p->mult, p->shift, p->per_channel, p->out_offset, p->act_min, p->act_max,
-                             p->rq_fast};
+                             p->channel_rq};
         for (b = 0; b < p->batches; b += 2) {
             const int two = b + 1 < p->batches;
             ef_col_fill(scratch, 0, 0, k, in + b * k, k, p->in_offset);
@@ -30,6 +30,12 @@ int ef_fully_connected(const ef_fc_params *p, const int8_t *in, int8_t *out, int
             const int32_t q = p->per_channel ? o : 0;
             int32_t acc = 0;
             for (i = 0; i < p->in_c; ++i) acc += (x[i] + p->in_offset) * (w[i] + p->filter_offset);
+            if (p->channel_rq) {
+                const int32_t *r = p->channel_rq + 4 * o;
+                out[b * p->out_c + o] = (int8_t)ef_clamp(ef_mbqm_fast_r(acc + r[0], r[1], r[2], r[3]), p->act_min,
+                                                         p->act_max);
+                continue;
+            }
             if (p->bias) acc += p->bias[o];
             acc = ef_mbqm(acc, p->mult[q], p->shift[q]) + p->out_offset;
             out[b * p->out_c + o] = (int8_t)ef_clamp(acc, p->act_min, p->act_max);

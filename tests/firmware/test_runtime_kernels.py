@@ -28,7 +28,7 @@ def _inputs(blob: bytes, seed: int) -> np.ndarray:
     return rng.integers(-128, 128, size=(N_INPUTS, *shape[1:]), dtype=np.int8)
 
 
-def _compare(model: nn.Module, shape: tuple[int, ...], seed: int, expect_op: str) -> None:
+def _compare(model: nn.Module, shape: tuple[int, ...], seed: int, expect_op: str) -> bytes:
     from edgefold.compiler.tflite_model import read_tflite
 
     torch.manual_seed(seed)
@@ -41,6 +41,7 @@ def _compare(model: nn.Module, shape: tuple[int, ...], seed: int, expect_op: str
     for variant in ("portable", "packed"):
         ours = host_model(blob, variant).run(x)
         assert np.array_equal(ours, ref), f"{expect_op} seed {seed} {variant}: {(ours != ref).sum()} bytes differ"
+    return blob
 
 
 def _int8_front(c: int, seed: int) -> nn.Conv2d:
@@ -69,6 +70,17 @@ def test_conv_2d(seed: int) -> None:
     h, w = int(r.integers(k + 1, 14)), int(r.integers(k + 1, 14))
     model = nn.Sequential(nn.Conv2d(cin, cout, k, stride, pad, bias=bool(r.integers(2))), *_act(seed % 3))
     _compare(model, (1, cin, h, w), seed, "CONV_2D")
+
+
+# 1x1 convolutions on 8 channels (MobileNet expansions) have their own packed kernel (conv_2d.c pointwise8)
+@pytest.mark.parametrize("cout,act,hw", [(48, 2, (6, 5)), (13, 0, (3, 3))])
+def test_conv_2d_pointwise8(cout: int, act: int, hw: tuple[int, int], tmp_path) -> None:
+    from edgefold.compiler.codegen import generate
+
+    model = nn.Sequential(nn.Conv2d(8, cout, 1, bias=act != 0), *_act(act))
+    blob = _compare(model, (1, 8, *hw), 30 + cout, "CONV_2D")
+    generate(blob, tmp_path)
+    assert ".pointwise = 8" in (tmp_path / "model.c").read_text(), "the pointwise8 kernel was not selected"
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13, 14] if FULL else [12])
