@@ -61,6 +61,7 @@ class Lowerer:
         self.fused_pads: dict[int, tuple[int, tuple[int, int, int, int]]] = {}  # conv op -> (pad input, pads)
         self.skip: set[int] = set()
         self.const_names: dict[int, str] = {}
+        self.current: Op | None = None  # the op being lowered: every step it adds is tagged with its index
 
     # --- helpers --------------------------------------------------------------------------------------
     def t(self, i: int) -> Tensor:
@@ -113,6 +114,8 @@ class Lowerer:
         return Ref("scratch", key, "int32_t")
 
     def add_step(self, s: Step) -> int:
+        if self.current is not None:
+            s.op_index = self.current.index
         self.out.steps.append(s)
         return len(self.out.steps) - 1
 
@@ -673,7 +676,9 @@ class Lowerer:
         self.fuse_pads()
         for op in self.g.ops:
             if op.index not in self.skip:
+                self.current = op
                 self.HANDLERS[op.name](self, op)
+        self.current = None
         self.lifetimes()
         return self.out
 

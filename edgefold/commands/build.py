@@ -57,6 +57,8 @@ def print_build(r: FirmwareBuild, out: Path) -> None:
     t.add_row("RAM (static, linker)", _used(r.static_ram, r.ram_total))
     if r.arena_bytes is not None:
         t.add_row("model arena", f"{r.arena_bytes:,} B")
+    if r.config.get("profile"):
+        t.add_row("per-step profile", "on: PROF/STEP records after the timed runs")
     console.print(t)
     if r.not_built:
         console.print(f"note: no firmware: {r.not_built}")
