@@ -131,21 +131,23 @@ class TfliteModel:
     def macs(self) -> int:
         """Multiply-accumulates of the conv / depthwise / fully-connected / batch-matmul ops (the bulk of every
         CNN and ViT here; element-wise ops and pooling are not counted)."""
-        total = 0
-        for op in self.ops:
-            if len(op.inputs) < 2 or not op.outputs or min(op.inputs[:2] + op.outputs[:1]) < 0:
-                continue
-            out = self.tensors[op.outputs[0]].size
-            x, w = self.tensors[op.inputs[0]].shape, self.tensors[op.inputs[1]].shape
-            if op.name == "CONV_2D" and len(w) == 4:
-                total += out * w[1] * w[2] * w[3]
-            elif op.name == "DEPTHWISE_CONV_2D" and len(w) == 4:
-                total += out * w[1] * w[2]
-            elif op.name == "FULLY_CONNECTED" and len(w) == 2:
-                total += out * w[1]
-            elif op.name == "BATCH_MATMUL" and len(x) >= 2:
-                total += out * (x[-2] if op.options.get("AdjX") else x[-1])
-        return total
+        return sum(self.op_macs(op) for op in self.ops)
+
+    def op_macs(self, op: Op) -> int:
+        """One op's multiply-accumulates: conv, depthwise, fully-connected and batch-matmul; 0 for the others."""
+        if len(op.inputs) < 2 or not op.outputs or min(op.inputs[:2] + op.outputs[:1]) < 0:
+            return 0
+        out = self.tensors[op.outputs[0]].size
+        x, w = self.tensors[op.inputs[0]].shape, self.tensors[op.inputs[1]].shape
+        if op.name == "CONV_2D" and len(w) == 4:
+            return out * w[1] * w[2] * w[3]
+        if op.name == "DEPTHWISE_CONV_2D" and len(w) == 4:
+            return out * w[1] * w[2]
+        if op.name == "FULLY_CONNECTED" and len(w) == 2:
+            return out * w[1]
+        if op.name == "BATCH_MATMUL" and len(x) >= 2:
+            return out * (x[-2] if op.options.get("AdjX") else x[-1])
+        return 0
 
     def io(self) -> dict[str, dict[str, Any]]:
         """The first input's and output's quantisation (see Tensor.quantisation)."""

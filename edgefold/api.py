@@ -577,6 +577,7 @@ class DeployConfig:
     fit: FitRequest = field(default_factory=FitRequest)
     recover: RecoverRequest = field(default_factory=RecoverRequest)
     keep_failed: Path | None = None  # where a failed run's staged folder is kept (default: removed)
+    profile: bool = False  # time every kernel call too (per_step_profile targets, edgefold backend)
 
     @property
     def model_request(self) -> ModelRequest:
@@ -604,6 +605,21 @@ class DeployConfig:
         check_outputs(self.out, self.keep_failed)
 
 
+def check_profile(cfg: DeployConfig, target: Target | type[Target]) -> None:
+    """--profile's precondition, checked before any work: a target that can time every kernel call, running the
+    edgefold backend (the one with kernel calls of ours to stamp). cfg.backend None means the target's default."""
+    if not cfg.profile:
+        return
+    spec = target.spec
+    if not target.per_step_profile:
+        raise EdgefoldError(f"--profile: {spec.name} cannot time kernel calls (onnxruntime / TensorRT run their own "
+                            "kernels); profile on an MCU target or twin, e.g. --target nano33ble-qemu")
+    backend = cfg.backend or spec.backends[0]
+    if backend != "edgefold":
+        raise EdgefoldError(f"--profile times the edgefold runtime's kernel calls; backend {backend} has none "
+                            "(use --backend edgefold)")
+
+
 def preflight(cfg: DeployConfig) -> Target:
     """Everything a deploy can check before any work: the flags, the output folders, the target and its options
     (known keys, typed values), the backend, and the target's own preconditions (toolchain installed, board
@@ -621,6 +637,7 @@ def preflight(cfg: DeployConfig) -> Target:
     backend = cfg.backend or cls.spec.backends[0]
     if backend not in cls.spec.backends:
         raise EdgefoldError(f"{cfg.target} supports backend {', '.join(cls.spec.backends)}, not {backend}")
+    check_profile(cfg, cls)
     target = cls(**opts)
     target.preflight(backend, cfg.port)
     cfg.backend = backend
@@ -638,12 +655,13 @@ def deploy(cfg: DeployConfig, progress: Progress | None = None, on_epoch: EpochH
 
 def bench(target: str, run_dir: Path, runs: int | None = None, warmup: int | None = None, port: str | None = None,
           timeout_s: float = 300.0, target_options: dict[str, Any] | None = None,
-          progress: Progress | None = None, keep_failed: Path | None = None) -> DeployResult:
+          progress: Progress | None = None, keep_failed: Path | None = None, profile: bool = False) -> DeployResult:
     """`edgefold bench`: re-measure an earlier deploy's model on `target`; rewrites run_dir/result.json (staged: a
-    failed bench leaves run_dir as it was)."""
+    failed bench leaves run_dir as it was). profile: also time every kernel call (DeployResult.profile)."""
     from edgefold import pipeline
 
-    return pipeline.bench(target, run_dir, runs, warmup, port, timeout_s, target_options, progress, keep_failed)
+    return pipeline.bench(target, run_dir, runs, warmup, port, timeout_s, target_options, progress, keep_failed,
+                          profile)
 
 def build_firmware(cfg: DeployConfig, progress: Progress | None = None, on_epoch: EpochHook | None = None,
                    offline: bool | None = None) -> FirmwareBuild:

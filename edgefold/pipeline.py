@@ -199,7 +199,7 @@ def _deploy_in(cfg: DeployConfig, target: Target, out: Path, loaded: Any, plan: 
     done("fit")
 
     timed("build", f"build for {cfg.target}")
-    build = target.build(out / "build-input", out / "build", cfg.backend, cfg.runs, cfg.warmup)
+    build = target.build(out / "build-input", out / "build", cfg.backend, cfg.runs, cfg.warmup, cfg.profile)
     done("build")
     timed("flash", f"flash {cfg.target}")
     flashed = target.flash(build, cfg.port)
@@ -331,6 +331,12 @@ def assemble_result(cfg: DeployConfig, target: Target, build: BuildResult, bench
     export = bi.export
     accuracy = export.accuracy() if export is not None else {"float": None, "int8": None, "agreement": None,
                                                               "onnx": None}
+    measured_profile = bench.extra.get("profile")
+    profile = None
+    if measured_profile is not None:
+        if cg is None:
+            raise EdgefoldError(f"{bi.path}: no codegen/model.json to name the profiled kernel calls")
+        profile = step_profile(cg.steps, measured_profile)
     return DeployResult(
         target=cfg.target, device=bench.extra.get("device") or spec.title, emulated=spec.emulated,
         backend=cfg.backend, model=comp.get("model") or cfg.model or cfg.factory, method=cfg.method,
@@ -341,7 +347,22 @@ def assemble_result(cfg: DeployConfig, target: Target, build: BuildResult, bench
         params_before=comp.get("params_before"), macs_before=comp.get("macs_before"),
         compress=comp, estimate=estimate, bench=bench.to_dict(),
         tflm_arena_bytes=export.tflm_arena_bytes if export is not None else None, codegen=codegen,
-        config=_config_dict(cfg))
+        config=_config_dict(cfg), profile=profile)
+
+
+def step_profile(steps: list[dict[str, Any]], measured: dict[str, Any]) -> list[dict[str, Any]]:
+    """The codegen manifest's kernel calls (CodegenManifest.steps) joined with the device's per-step figures
+    (BenchResult.extra["profile"]: values with the stamps' cost taken out, in its unit): one row per kernel call with
+    step, kernel, op, layer, macs, value, unit and share (of the sum of the values)."""
+    values = [float(v) for v in measured["values"]]
+    if len(values) != len(steps):
+        raise DeviceError(f"per-step profile: the device timed {len(values)} kernel calls, the model's codegen lists "
+                          f"{len(steps)} (stale firmware? build again)")
+    total = sum(values)
+    return [{"step": i, "kernel": s.get("kernel"), "op": s.get("op"), "op_index": s.get("op_index"),
+             "layer": s.get("layer"), "macs": int(s.get("macs") or 0), "value": v, "unit": measured["unit"],
+             "share": v / total if total > 0 else 0.0}
+            for i, (s, v) in enumerate(zip(steps, values, strict=True))]
 
 
 def _config_dict(cfg: DeployConfig) -> dict[str, Any]:
@@ -356,11 +377,11 @@ class DeviceOutputMismatch(DeviceError):
 
 def bench(target_name: str, run_dir: Path, runs: int | None = None, warmup: int | None = None,
           port: str | None = None, timeout_s: float = 300.0, target_options: dict[str, Any] | None = None,
-          progress: Progress | None = None, keep_failed: Path | None = None) -> DeployResult:
+          progress: Progress | None = None, keep_failed: Path | None = None, profile: bool = False) -> DeployResult:
     """Re-measure an earlier deploy's model (DIR/build-input) on `target_name`; rewrites DIR/result.json
     (the previous record is appended to DIR/history.jsonl first, so nothing is lost). Staged like deploy: a failed
     or interrupted bench leaves DIR as it was."""
-    from edgefold.api import check_outputs
+    from edgefold.api import check_outputs, check_profile
     from edgefold.core.fsutil import staged_output
     from edgefold.targets.registry import target_class
 
@@ -376,13 +397,14 @@ def bench(target_name: str, run_dir: Path, runs: int | None = None, warmup: int 
                        ratio=float(pc.get("ratio", 0.0)), repair=pc.get("repair", "none"),
                        backend=pc.get("backend"), port=port, runs=int(pc.get("runs", 10)) if runs is None else runs,
                        warmup=int(pc.get("warmup", 2)) if warmup is None else warmup, timeout_s=timeout_s,
-                       target_options=dict(target_options or {}), keep_failed=keep_failed)
+                       target_options=dict(target_options or {}), keep_failed=keep_failed, profile=profile)
     cfg.validate()
     check_outputs(run_dir, keep_failed)
     cls = target_class(target_name)
     opts = cls.check_options(cfg.target_options)
     if cfg.backend not in cls.spec.backends:
         cfg.backend = cls.spec.backends[0]
+    check_profile(cfg, cls)
     bi = BuildInput.open(bdir)
     role, name = ("tflite", "model_int8.tflite") if cls.spec.kind == "mcu" else ("onnx", "model.onnx")
     if bi.file(role) is None:
@@ -393,7 +415,8 @@ def bench(target_name: str, run_dir: Path, runs: int | None = None, warmup: int 
         with staged_output(run_dir, keep_failed) as stage:
             t0 = time.perf_counter()
             _stage(progress, f"build for {target_name}")
-            build = target.build(stage / "build-input", stage / "build", cfg.backend, cfg.runs, cfg.warmup)
+            build = target.build(stage / "build-input", stage / "build", cfg.backend, cfg.runs, cfg.warmup,
+                                 cfg.profile)
             _stage(progress, f"flash {target_name}")
             flashed = target.flash(build, port)
             _stage(progress, f"run {cfg.warmup} warm-up + {cfg.runs} timed inferences")
@@ -423,18 +446,21 @@ def build_firmware(cfg: DeployConfig, progress: Progress | None = None, on_epoch
     whose toolchain is missing still gets its project (FirmwareBuild.not_built says why there is no firmware).
     offline: build a board only when its PlatformIO platform is installed (no download attempt; default: the
     EDGEFOLD_OFFLINE environment variable). Staged like deploy: a failed build leaves DIR as it was."""
+    from edgefold.api import check_profile
     from edgefold.core.fsutil import staged_output
     from edgefold.targets.registry import target_class
     from edgefold.targets.serial_board import SerialBoardTarget
 
     cfg.validate()
     cls = target_class(cfg.target)
-    target = cls(**cls.check_options(dict(cfg.target_options)))
+    opts = cls.check_options(dict(cfg.target_options))
+    cfg.backend = cfg.backend or cls.spec.backends[0]
+    if cfg.backend not in cls.spec.backends:
+        raise EdgefoldError(f"{cfg.target} supports backend {', '.join(cls.spec.backends)}, not {cfg.backend}")
+    check_profile(cfg, cls)
+    target = cls(**opts)
     if offline is not None and isinstance(target, SerialBoardTarget):
         target.offline = offline
-    cfg.backend = cfg.backend or target.spec.backends[0]
-    if cfg.backend not in target.spec.backends:
-        raise EdgefoldError(f"{cfg.target} supports backend {', '.join(target.spec.backends)}, not {cfg.backend}")
     try:
         t0 = time.perf_counter()
         _stage(progress, "loading model")
@@ -485,11 +511,12 @@ def _build_in(cfg: DeployConfig, target: Target, out: Path, loaded: Any, plan: A
 
     rec = FirmwareBuild(target=cfg.target, backend=cfg.backend, model=loaded.spec.label, config=_config_dict(cfg))
     try:
-        b = target.build(out / "build-input", out / "build", cfg.backend, cfg.runs, cfg.warmup)
+        b = target.build(out / "build-input", out / "build", cfg.backend, cfg.runs, cfg.warmup, cfg.profile)
     except ToolchainMissing as e:
         if not isinstance(target, SerialBoardTarget):
             raise
-        proj, fw = target.generate(out / "build-input", out / "build", cfg.backend, cfg.runs, cfg.warmup)
+        proj, fw = target.generate(out / "build-input", out / "build", cfg.backend, cfg.runs, cfg.warmup,
+                                   cfg.profile)
         rec.project, rec.not_built = rel(proj), str(e)
         rec.model_id, rec.arena_bytes, rec.macs = fw.header.model_id, fw.header.arena_bytes, fw.header.macs
     else:

@@ -14,6 +14,9 @@ A target works on a *build input*: the folder the pipeline (edgefold/pipeline.py
 Targets read it through edgefold.core.artifacts.BuildInput.open (check.json as ExportSummary, codegen/model.json
 as CodegenManifest), which also accepts folders made by hand without build_input.json.
 
+A target with `per_step_profile` builds, on request (`build(..., profile=True)`), firmware that also reports the
+time of every kernel call of the generated model (BenchResult.extra["profile"]).
+
 Each verb returns a typed result; problems raise EdgefoldError / ToolchainMissing / DeviceError with a
 one-line message.
 """
@@ -170,6 +173,8 @@ class Target(ABC):
 
     spec: DeviceSpec
     options: ClassVar[dict[str, Opt]] = {}  # every option the target's constructor takes
+    # build(..., profile=True) makes firmware that times every kernel call (EF1 PROF/STEP records, `--profile`)
+    per_step_profile: ClassVar[bool] = False
 
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
@@ -191,8 +196,10 @@ class Target(ABC):
         """Decide before any build whether the model fits (Flash/RAM), from the exported artifacts."""
 
     @abstractmethod
-    def build(self, build_input: Path, out_dir: Path, backend: str, runs: int, warmup: int) -> BuildResult:
-        """Produce the firmware (or remote bundle) in out_dir."""
+    def build(self, build_input: Path, out_dir: Path, backend: str, runs: int, warmup: int,
+              profile: bool = False) -> BuildResult:
+        """Produce the firmware (or remote bundle) in out_dir; profile: stamp every kernel call (per_step_profile
+        targets only)."""
 
     @abstractmethod
     def flash(self, build: BuildResult, port: str | None = None) -> FlashResult:

@@ -171,6 +171,7 @@ class JetsonNanoTarget(Target):
     spec = JETSON_NANO
     section = "jetson-nano"
     options: ClassVar[dict[str, Opt]] = OPTION_TYPES
+    per_step_profile: ClassVar[bool] = False  # onnxruntime / TensorRT: no kernel calls of ours to stamp
 
     def __init__(self, **options: Any) -> None:
         self.opts = load_options(self.section, options)
@@ -245,10 +246,14 @@ class JetsonNanoTarget(Target):
         return FitReport(fits=fits, flash_needed=size, ram_needed=ram_needed, flash_available=self.spec.flash_bytes,
                          ram_available=self.spec.ram_bytes, message=msg)
 
-    def build(self, build_input: Path, out_dir: Path, backend: str, runs: int, warmup: int) -> BuildResult:
+    def build(self, build_input: Path, out_dir: Path, backend: str, runs: int, warmup: int,
+              profile: bool = False) -> BuildResult:
         import onnx
         import onnxruntime as ort
 
+        if profile:
+            raise EdgefoldError(f"{self.spec.name}: --profile times the kernel calls of the MCU runtime; onnxruntime "
+                                "and TensorRT runs have none (profile on an MCU target or twin)")
         backend = self._backend(backend)
         if runs < 1 or warmup < 0:
             raise EdgefoldError(f"runs must be >= 1 and warmup >= 0 (got runs={runs}, warmup={warmup})")

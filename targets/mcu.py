@@ -60,13 +60,19 @@ def edgefold_sources(bi: BuildInput) -> tuple[list[Path], list[Path], CodegenMan
     return srcs, incs, bi.codegen
 
 
-def prepare(build_input: Path | BuildInput, gen_dir: Path, backend: str) -> FirmwareInputs:
-    """Write the generated headers into gen_dir and collect sources for `backend`."""
+def prepare(build_input: Path | BuildInput, gen_dir: Path, backend: str, profile: bool = False) -> FirmwareInputs:
+    """Write the generated headers into gen_dir and collect sources for `backend`. profile: the firmware will time
+    every kernel call, which needs the edgefold backend and a codegen that lists its steps."""
     bi = build_input if isinstance(build_input, BuildInput) else BuildInput.open(build_input)
     assert bi.path is not None
+    if profile and backend != "edgefold":
+        raise EdgefoldError(f"--profile times the edgefold runtime's kernel calls; backend {backend} has none")
     gen_dir.mkdir(parents=True, exist_ok=True)
     if backend == "edgefold":
         srcs, incs, manifest = edgefold_sources(bi)
+        if profile and not manifest.steps:
+            raise EdgefoldError(f"{bi.path}: its codegen/model.json lists no kernel calls (written before --profile "
+                                "existed?): deploy the model again to profile it")
         data = read_input(bi.path, manifest.input_bytes)
         write_input_h(gen_dir, data)
         return FirmwareInputs(gen_dir, srcs, [gen_dir, *incs], manifest, data)

@@ -8,6 +8,8 @@ Wire format (firmware/harness/ef_proto.c writes it), one record per line, ASCII:
 
     BEGIN v=1 board= backend= model=<16 hex> unit=us|instructions clock_hz= warmup= runs= in= out= macs= in_crc=
     RUN   i=<0..runs-1> t=<time in unit> crc=<crc32 of the output after this run>      (one per timed run)
+    PROF  steps= dropped= total= stamps= stamps_t= crc=                 (--profile builds: one stamped inference)
+    STEP  i=<0..steps-1> t=<time in unit since the previous stamp>                      (one per kernel call)
     MEM   arena=<bytes> stack=<bytes> [heap_free=<bytes>]                                  (figures below)
     OUT   n=<output bytes> crc=<crc32 of the output>
     HEX   off=<byte offset> data=<hex>                                                 (first 256 output bytes)
@@ -20,6 +22,12 @@ MEM figures, the same on every board (firmware/boards/ef_board.h): `arena` = byt
 benchmark's entry (painted at entry, scanned after the runs); `heap_free` = the largest block still allocatable from
 internal RAM (PSRAM excluded), absent on boards without a heap. ERR codes of a failed set-up are named in
 ERROR_CODES.
+
+PROF/STEP (firmware/harness/ef_profile.h): after the timed runs a profile build runs one more inference with the timer
+read after every kernel call. STEP t is the interval since the previous stamp (step 0: since just before
+ef_model_run), so it holds the kernel call and one stamp; `stamps_t` is what `stamps` back-to-back stamps cost, and the
+parser subtracts that mean per stamp (BenchResult.extra["profile"]). `total` is the whole stamped inference; `dropped`
+counts stamps that missed their slot (model.c and model.h disagree): any is an error, as is a missing STEP.
 
 Robustness rules: a line that does not start with "EF1 " is noise (boot messages, prints) and is ignored; an
 EF1 line whose checksum fails is dropped and counted. A dropped line can only make a record *missing*, and a
@@ -44,7 +52,7 @@ PREFIX = f"EF{VERSION} "
 HEX_MAX = 256
 _LINE = re.compile(r"^EF(\d+) ([A-Z]+)((?: [a-z_]+=[^ =*]*)*) \*([0-9a-f]{8})$")
 _START = re.compile(r"EF\d+ [A-Z]")
-_DAMAGED = re.compile(r"(?i)ef1.{0,3}(begin|run|mem|out|hex|end|err)|[ *][0-9a-f]{8}$")
+_DAMAGED = re.compile(r"(?i)ef1.{0,3}(begin|run|prof|step|mem|out|hex|end|err)|[ *][0-9a-f]{8}$")
 _OTHER_VERSION = re.compile(r"^EF(\d+) BEGIN ")
 _FIELD = re.compile(r" ([a-z_]+)=([^ ]*)")
 _UNITS = {"us": "us", "ms": "ms", "instructions": "instructions", "cycles": "cycles"}
@@ -127,6 +135,7 @@ class BenchParser:
     expect_model: str | None = None
     expect_backend: str | None = None
     expect_input_crc: int | None = None
+    expect_profile: bool = False  # a --profile build: PROF and every STEP must arrive
     noise: int = 0
     corrupt: int = 0
     stale: int = 0
@@ -137,6 +146,8 @@ class BenchParser:
     hex_chunks: dict[int, bytes] = field(default_factory=dict)
     end: Record | None = None
     errors: list[Record] = field(default_factory=list)
+    prof: Record | None = None
+    steps: dict[int, int] = field(default_factory=dict)
 
     def feed(self, line: str) -> bool:
         if self.end is not None:
@@ -167,6 +178,16 @@ class BenchParser:
             if i in self.runs and self.runs[i] != (t, crc):
                 raise ProtocolError(f"two different RUN i={i} records")
             self.runs[i] = (t, crc)
+        elif rec.kind == "PROF":
+            for k in ("steps", "dropped", "total", "stamps", "stamps_t"):
+                _int(rec, k)
+            _int(rec, "crc", 16)
+            self.prof = rec
+        elif rec.kind == "STEP":
+            i, t = _int(rec, "i"), _int(rec, "t")
+            if i in self.steps and self.steps[i] != t:
+                raise ProtocolError(f"two different STEP i={i} records")
+            self.steps[i] = t
         elif rec.kind == "MEM":
             _int(rec, "arena"), _int(rec, "stack")
             self.mem = rec
@@ -267,6 +288,7 @@ class BenchParser:
         if shown == n_out and zlib.crc32(data) != crc:
             raise ProtocolError("output bytes do not match their CRC")
         heap = self.mem.fields.get("heap_free")
+        profile = self._profile(crc, _UNITS[b["unit"]])
         return BenchResult(
             model_id=b["model"],
             backend=b["backend"],
@@ -291,8 +313,44 @@ class BenchParser:
                 "noise_lines": self.noise,
                 "corrupt_lines": self.corrupt,
                 "stale_lines": self.stale,
+                **({"profile": profile} if profile is not None else {}),
             },
         )
+
+    def _profile(self, crc: int, unit: str) -> dict[str, Any] | None:
+        """The per-step profile (PROF + STEP records) with the stamps' own cost taken out of every step."""
+        if self.prof is None:
+            if self.expect_profile:
+                raise self._missing("PROF (the per-step profile of a --profile build)")
+            return None
+        n, dropped = _int(self.prof, "steps"), _int(self.prof, "dropped")
+        if dropped:
+            raise ProtocolError(f"per-step profile: the device dropped {dropped} of {n} step stamps (the model's "
+                                "model.c and model.h disagree on its kernel calls: generate the code again)")
+        stray = sorted(i for i in self.steps if not 0 <= i < n)
+        if stray:
+            raise ProtocolError(f"STEP i={stray[0]} out of range (steps={n})")
+        if len(self.steps) < n:  # the first few missing ones, without walking a (garbled) huge range
+            missing: list[int] = []
+            i = 0
+            while i < n and len(missing) < 6:
+                if i not in self.steps:
+                    missing.append(i)
+                i += 1
+            shown = ", ".join(map(str, missing[:5])) + (" ..." if n - len(self.steps) > 5 else "")
+            raise self._missing(f"STEP i={shown} of the per-step profile")
+        if _int(self.prof, "crc", 16) != crc:
+            raise DeviceError("the profiled inference's output differs from the timed runs' (PROF crc): "
+                              "nondeterministic kernel or memory corruption")
+        stamps = _int(self.prof, "stamps")
+        stamp = _int(self.prof, "stamps_t") / stamps if stamps > 0 else 0.0
+        raw = [self.steps[i] for i in range(n)]
+        return {
+            "unit": unit, "steps": n, "total": _int(self.prof, "total"), "stamp_cost": stamp, "raw": raw,
+            # an interval holds its kernel call and one stamp; a stamp costs no less than the calibration said, so a
+            # value never goes below 0 except by the timer's resolution
+            "values": [max(0.0, t - stamp) for t in raw],
+        }
 
 
 def read_bench(link, idle_timeout_s: float, total_timeout_s: float, parser: BenchParser | None = None,

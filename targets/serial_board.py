@@ -76,6 +76,7 @@ class SerialBoardTarget(Target):
         "port": Opt(str), "retries": Opt(int, min=0), "idle_timeout_s": Opt(float, above=0),
         "open_timeout_s": Opt(float, above=0), "upload": Opt(str, choices=("pio", "bossac")), "offline": Opt(bool),
         "build_timeout_s": Opt(float, above=0)}
+    per_step_profile: ClassVar[bool] = True  # the board's own timer (us): coarse for short kernel calls
 
     def __init__(self, port: str | None = None, retries: int = 2, idle_timeout_s: float = 30.0,
                  open_timeout_s: float = 10.0, upload: str = "pio", offline: bool | None = None,
@@ -120,25 +121,26 @@ class SerialBoardTarget(Target):
         r = fit.current_ratio(build_input) if ratio is None else ratio
         return fit.check(self.spec, self.budgets[backend], fp, r)
 
-    def generate(self, build_input: Path, out_dir: Path, backend: str, runs: int, warmup: int
-                 ) -> tuple[Path, mcu.FirmwareInputs]:
+    def generate(self, build_input: Path, out_dir: Path, backend: str, runs: int, warmup: int,
+                 profile: bool = False) -> tuple[Path, mcu.FirmwareInputs]:
         """The PlatformIO project (no build): what `build` compiles, and what the tests check offline."""
         self._check_backend(backend)
         if runs < 1 or warmup < 0:
             raise EdgefoldError("runs must be >= 1 and warmup >= 0")
         out_dir = ensure_dir(out_dir)
-        fw = mcu.prepare(Path(build_input), out_dir / "gen", backend)
-        proj = platformio.generate(self.spec.name, fw, out_dir / "project", backend, runs, warmup)
+        fw = mcu.prepare(Path(build_input), out_dir / "gen", backend, profile)
+        proj = platformio.generate(self.spec.name, fw, out_dir / "project", backend, runs, warmup, profile)
         return proj, fw
 
-    def build(self, build_input: Path, out_dir: Path, backend: str, runs: int, warmup: int) -> BuildResult:
-        proj, fw = self.generate(build_input, out_dir, backend, runs, warmup)
+    def build(self, build_input: Path, out_dir: Path, backend: str, runs: int, warmup: int,
+              profile: bool = False) -> BuildResult:
+        proj, fw = self.generate(build_input, out_dir, backend, runs, warmup, profile)
         b = platformio.build(proj, self.spec.name, self.build_timeout_s, self.offline)
         expected = Path(build_input) / "expected_output.bin"
         meta = {"model_id": fw.header.model_id, "input_crc": fw.input_crc, "backend": backend, "runs": runs,
                 "expected_output": expected.read_bytes().hex() if expected.is_file() else None,
                 "warmup": warmup, "project": str(proj), "ram_total": b.ram_total, "flash_total": b.flash_total,
-                "arena_bytes": fw.header.arena_bytes, "macs": fw.header.macs,
+                "arena_bytes": fw.header.arena_bytes, "macs": fw.header.macs, "profile": profile,
                 "sizes_note": "PlatformIO static sizes (size -A); heap/PSRAM arenas are reported by the firmware"}
         write_json(Path(out_dir) / "build.json", meta)
         return BuildResult(artifact=b.firmware, static_ram=b.static_ram, flash=b.flash, log=proj / "build.log",
@@ -166,7 +168,8 @@ class SerialBoardTarget(Target):
         attempts, errors = self.retries + 1, []
         for attempt in range(1, attempts + 1):
             parser = BenchParser(expect_model=build.extra.get("model_id"), expect_backend=build.extra.get("backend"),
-                                 expect_input_crc=build.extra.get("input_crc"))
+                                 expect_input_crc=build.extra.get("input_crc"),
+                                 expect_profile=bool(build.extra.get("profile")))
             try:
                 with self._open(port) as link:
                     link.write(b"B\n")  # ask for a run (the start-up run may have gone by before we opened)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 from edgefold.compiler.codegen import emit, planner
 from edgefold.compiler.codegen.lower import Lowered, Lowerer, UnsupportedOp
@@ -37,7 +38,7 @@ RUNTIME_DIR = firmware_dir() / "runtime"
 DEFAULT_PREFIX = "ef_"
 
 __all__ = ["DEFAULT_PREFIX", "SUPPORTED_OPS", "RUNTIME_DIR", "UnsupportedOp", "check_prefix", "generate", "lower",
-           "source_names"]
+           "source_names", "step_table"]
 
 
 def check_prefix(prefix: str) -> str:
@@ -65,6 +66,25 @@ def lower(tflite: bytes | TfliteModel) -> tuple[TfliteModel, Lowered, Plan]:
     return g, lw, plan
 
 
+def step_table(g: TfliteModel, lw: Lowered) -> list[dict[str, Any]]:
+    """One row per kernel call of model.c, in order: kernel (C function), op (TFLite), op_index, layer (the PyTorch
+    module it came from, else its output tensor) and macs. An op lowered to several calls counts its MACs on the
+    first, so the rows add up to the model's MACs."""
+    rows: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for s in lw.steps:
+        op = g.ops[s.op_index] if 0 <= s.op_index < len(g.ops) else None
+        if op is None:
+            rows.append({"kernel": s.fn, "op": s.op, "op_index": s.op_index, "layer": "?", "macs": 0})
+            continue
+        outs = g.op_outputs(op)
+        layer = op.layer or (outs[0].name if outs else "?")
+        rows.append({"kernel": s.fn, "op": op.name, "op_index": op.index, "layer": layer,
+                     "macs": 0 if op.index in seen else g.op_macs(op)})
+        seen.add(op.index)
+    return rows
+
+
 def _io(t: Tensor) -> TensorIO:
     return TensorIO(list(t.shape), t.dtype, t.nbytes, t.scale, t.zero_point)
 
@@ -84,6 +104,7 @@ def generate(tflite: bytes | TfliteModel, out_dir: str | os.PathLike[str], prefi
                                macs=g.macs, input=_io(g.input_tensors[0]), output=_io(g.output_tensors[0]),
                                backend="edgefold", ops=[op.name for op in g.ops],
                                symbols={"run": f"{prefix}model_run"}, files=[c_name, h_name],
+                               steps=step_table(g, lw),
                                extra={} if prefix == DEFAULT_PREFIX else {"prefix": prefix})
     out = ensure_dir(out_dir)
     write_text(out / c_name, c_src)

@@ -111,6 +111,7 @@ def render(g: TfliteModel, lw: Lowered, plan: Plan, weights_bytes: int, prefix: 
 #define {P}ARENA_BYTES {arena}
 #define {P}WEIGHTS_BYTES {weights_bytes}
 #define {P}MODEL_MACS {g.macs}UL
+#define {P}MODEL_STEPS {len(lw.steps)}  /* kernel calls per inference (model.json "steps": op, layer, MACs) */
 /* real value = scale * (int8 value - zero point) */
 #define {P}INPUT_SCALE {_c_float_dec(tin.scale)}
 #define {P}INPUT_ZERO_POINT {tin.zero_point}
@@ -146,6 +147,9 @@ int {run}(const int8_t *input, int8_t *output);
 #define EF_WEIGHTS_ATTR EF_ALIGN16
 #endif
 
+#ifdef EF_PROFILE
+#include "ef_profile.h" /* --profile builds: EF_TRACE_STEP stamps the timer after each kernel call */
+#endif
 #ifndef EF_TRACE_STEP
 #define EF_TRACE_STEP(step, ptr, nbytes) /* debug hook: inspect each step's output */
 #endif
@@ -168,6 +172,8 @@ static int8_t ef_arena[{P}ARENA_BYTES] EF_ALIGN16;
         if outs:
             t = g.tensors[int(outs[-1].key)]
             parts.append(f"    EF_TRACE_STEP({i}, {_arg(outs[-1], lw, plan)}, {t.nbytes - outs[-1].offset});\n")
+        else:  # every step is traced: a profile needs one stamp per kernel call
+            parts.append(f"    EF_TRACE_STEP({i}, (const void *)0, 0);\n")
     src = "input" if lw.output_root == lw.input_root else f"ef_arena + {plan.offsets[f't{lw.output_root}']}"
     parts.append(f"    ef_copy(output, {src}, {P}OUTPUT_BYTES);\n    return 0;\n}}\n")
     return "".join(parts), h

@@ -79,6 +79,7 @@ class Lowerer:
         self.skip: set[int] = set()
         self.pad_runs: set[str] = set()
         self.const_names: dict[int, str] = {}
+        self.current: Op | None = None  # the op being lowered: every step it adds is tagged with its index
 
     # --- helpers --------------------------------------------------------------------------------------
     def t(self, i: int) -> Tensor:
@@ -131,6 +132,8 @@ class Lowerer:
         return Ref("scratch", key, "int32_t")
 
     def add_step(self, s: Step) -> int:
+        if self.current is not None:
+            s.op_index = self.current.index
         self.out.steps.append(s)
         return len(self.out.steps) - 1
 
@@ -736,7 +739,9 @@ class Lowerer:
         self.fuse_pads()
         for op in self.g.ops:
             if op.index not in self.skip:
+                self.current = op
                 self.HANDLERS[op.name](self, op)
+        self.current = None
         self.lifetimes()
         return self.out
 

@@ -32,6 +32,7 @@ class Step:
     fields: dict
     args: list[Ref]
     op: str
+    op_index: int = -1  # the TFLite op it lowers (set by Lowerer.add_step): joins a profile to the model's layers
 
 
 @dataclass

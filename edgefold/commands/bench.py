@@ -26,6 +26,6 @@ def run(args: argparse.Namespace) -> int:
     with progress("bench") as status:
         result = bench(args.target, Path(args.from_dir), runs=args.runs, warmup=args.warmup, port=args.port,
                        timeout_s=args.timeout, target_options=parse_options(args.option), progress=status,
-                       keep_failed=keep_failed(args))
+                       keep_failed=keep_failed(args), profile=args.profile)
     print_result(result, Path(args.from_dir) / result.FILE)
     return 0

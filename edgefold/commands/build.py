@@ -25,11 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgefold.api import build_firmware
+    from edgefold.api import build_firmware, check_profile
     from edgefold.commands.deploy import deploy_config
+    from edgefold.targets.registry import target_class
 
     cfg = deploy_config(args)
     cfg.validate()  # before the warning: a bad flag prints its error alone
+    check_profile(cfg, target_class(cfg.target))
     if not args.weights:
         err_console.print("warning: no --weights: the model's weights are random (its accuracy means nothing)")
     with progress("build", eta=True) as status:
@@ -57,6 +59,8 @@ def print_build(r: FirmwareBuild, out: Path) -> None:
     t.add_row("RAM (static, linker)", _used(r.static_ram, r.ram_total))
     if r.arena_bytes is not None:
         t.add_row("model arena", f"{r.arena_bytes:,} B")
+    if r.config.get("profile"):
+        t.add_row("per-step profile", "on: PROF/STEP records after the timed runs")
     console.print(t)
     if r.not_built:
         console.print(f"note: no firmware: {r.not_built}")

@@ -167,6 +167,10 @@ def add_device_args(p: argparse.ArgumentParser, backend: bool = False) -> None:
     g.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the device's report")
     g.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="target option, e.g. host=jetson.local, user=ubuntu, cpi=1.2 (repeatable)")
+    g.add_argument("--profile", action="store_true",
+                   help="also time every kernel call of the model: one more inference with a timer stamp after each "
+                        "call (instructions on the QEMU twins, the board's timer unit on boards); MCU targets, "
+                        "edgefold backend")
 
 
 def add_keep_failed(p: argparse.ArgumentParser) -> None:

@@ -51,7 +51,7 @@ def deploy_config(args: argparse.Namespace) -> DeployConfig:
         ratio=args.ratio, repair=args.repair, backend=args.backend, port=args.port, runs=args.runs,
         warmup=args.warmup, timeout_s=args.timeout, fault=args.fault, seed=args.seed,
         target_options=parse_options(args.option), data=data_request(args), fit=fit_request(args),
-        recover=recover_request(args), keep_failed=keep_failed(args))
+        recover=recover_request(args), keep_failed=keep_failed(args), profile=args.profile)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,7 +108,45 @@ def print_result(r: DeployResult, path: Path) -> None:
     console.print(t)
     if r.extra.get("footprint"):
         console.print(before_after(r))
+    if r.profile:
+        for table in profile_tables(r.profile):
+            console.print(table)
     console.print(f"result: {path}")
+
+
+TOP_STEPS = 15
+
+
+def profile_tables(rows: list[dict]) -> list:
+    """--profile: the TOP_STEPS costliest kernel calls, and the totals per TFLite op (with value per MAC)."""
+    from rich import box
+    from rich.table import Table
+
+    unit = rows[0]["unit"] if rows else ""
+    short = {"instructions": "instr"}.get(unit, unit)  # narrow columns: an 80-column terminal shows every one
+    total = sum(r["value"] for r in rows)
+    top = sorted(rows, key=lambda r: r["value"], reverse=True)[:TOP_STEPS]
+    shown = f"top {len(top)} of {len(rows)}" if len(rows) > len(top) else f"all {len(rows)}"
+    t = Table(title=f"where the time goes: {shown} kernel calls, {unit} (one stamped inference)",
+              box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
+    for col in ("step", "kernel", "op", "layer", "MACs", short, "share"):
+        t.add_column(col, justify="left" if col in ("kernel", "op", "layer") else "right")
+    for r in top:
+        t.add_row(str(r["step"]), str(r["kernel"]).removeprefix("ef_"), str(r["op"]), str(r["layer"])[:32],
+                  f"{r['macs']:,}", f"{r['value']:,.0f}", f"{100 * r['share']:.1f} %")
+    per_op: dict[str, list[float]] = {}
+    for r in rows:
+        acc = per_op.setdefault(str(r["op"]), [0, 0.0, 0])
+        acc[0] += 1
+        acc[1] += r["value"]
+        acc[2] += r["macs"]
+    o = Table(title=f"per op, {unit} (total {total:,.0f})", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
+    for col in ("op", "calls", short, "share", "MACs", f"{short}/MAC"):
+        o.add_column(col, justify="left" if col == "op" else "right")
+    for op, (n, v, macs) in sorted(per_op.items(), key=lambda kv: kv[1][1], reverse=True):
+        o.add_row(op, str(int(n)), f"{v:,.0f}", f"{100 * v / total:.1f} %" if total > 0 else "-", f"{int(macs):,}",
+                  f"{v / macs:.2f}" if macs > 0 else "-")
+    return [t, o]
 
 
 def sig3(v: float) -> str:

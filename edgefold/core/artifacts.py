@@ -197,6 +197,9 @@ class CodegenManifest(Artifact):
     ops: list[str] = field(default_factory=list)  # one per operator, in execution order
     symbols: dict[str, str] = field(default_factory=dict)  # role -> C symbol, e.g. run -> ef_model_run
     files: list[str] = field(default_factory=list)  # the generated sources, relative to model.json
+    # one per kernel call of model.c, in order: kernel, op, op_index (TFLite), layer, macs (edgefold backend; what a
+    # --profile build's per-step figures are joined with)
+    steps: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -309,6 +312,8 @@ class DeployResult(Artifact):
     config: dict[str, Any] = field(default_factory=dict)  # the deploy request
     seconds: dict[str, float] | None = None  # per stage
     wall_seconds: float | None = None
+    # --profile: one row per kernel call: step, kernel, op, layer, macs, value, unit, share (pipeline.step_profile)
+    profile: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -2,8 +2,8 @@
  *
  *   EF1 <RECORD> key=value key=value ... *<crc32 of everything before " *", 8 lower-case hex>
  *
- * Records, in order: BEGIN, RUN (one per timed run), MEM, OUT, HEX (output bytes, 32 per line), END; ERR
- * when something fails on the device. Values never contain spaces. Lines that do not start with "EF1 "
+ * Records, in order: BEGIN, RUN (one per timed run), [PROF, STEP (one per kernel call): EF_PROFILE builds only],
+ * MEM, OUT, HEX (output bytes, 32 per line), END; ERR when something fails on the device. Values never contain spaces. Lines that do not start with "EF1 "
  * are noise to the host (boot messages, debug prints). */
 #ifndef EF_PROTO_H
 #define EF_PROTO_H

@@ -1,6 +1,8 @@
 /* Benchmark harness: warm-up + N timed inferences of ef_model_run() on a fixed input, reported over the
  * board's serial link with the EF1 protocol (ef_proto.h). Board-independent: timing, stack and heap come
- * from the board layer (ef_board.h), the model from model.h, the input from the generated input.h. */
+ * from the board layer (ef_board.h), the model from model.h, the input from the generated input.h.
+ * With EF_PROFILE (--profile) one more inference follows the timed runs with a timer stamp after every kernel
+ * call (ef_profile.h), reported as PROF + one STEP record per kernel call. */
 #include "harness.h"
 
 #include "ef_backend.h"
@@ -8,6 +10,9 @@
 #include "ef_proto.h"
 #include "input.h"
 #include "model.h"
+#ifdef EF_PROFILE
+#include "ef_profile.h"
+#endif
 
 #ifndef EF_WARMUP
 #define EF_WARMUP 1
@@ -24,6 +29,65 @@ typedef char ef_input_size_matches_model[(EF_INPUT_LEN == EF_INPUT_BYTES) ? 1 : 
 
 static int8_t ef_output[EF_OUTPUT_BYTES];
 
+#ifdef EF_PROFILE
+#ifndef EF_MODEL_STEPS
+#error "EF_PROFILE needs EF_MODEL_STEPS from model.h: the per-step profile times the edgefold backend's kernel calls"
+#endif
+#define EF_PROF_CAL 16 /* calibration stamps: the host subtracts their mean cost from every step */
+#define EF_PROF_SLOTS (EF_MODEL_STEPS > EF_PROF_CAL ? EF_MODEL_STEPS : EF_PROF_CAL + 1)
+#define EF_PROF_UNSET UINT64_MAX
+
+static uint64_t ef_prof_t[EF_PROF_SLOTS];
+static unsigned ef_prof_n;     /* slots the current stamping uses */
+static uint32_t ef_prof_dropped;
+static int ef_prof_on;
+
+#if defined(__GNUC__) && !defined(__clang__)
+/* the calibration below must call the very code model.c calls: no inlined or specialised copy */
+#define EF_PROF_OUTLINE __attribute__((noinline, noclone))
+#elif defined(__GNUC__)
+#define EF_PROF_OUTLINE __attribute__((noinline))
+#else
+#define EF_PROF_OUTLINE
+#endif
+
+EF_PROF_OUTLINE void ef_profile_step(int step) {
+    if (!ef_prof_on) return;
+    uint64_t t = ef_board_now();
+    if ((unsigned)step < ef_prof_n) {
+        ef_prof_t[step] = t;
+    } else {
+        ef_prof_dropped++;
+    }
+}
+
+/* Timer units of EF_PROF_CAL back-to-back stamps: every step's interval holds one stamp besides its kernel call. */
+static uint64_t ef_profile_calibrate(void) {
+    ef_prof_n = EF_PROF_CAL + 1;
+    ef_prof_on = 1;
+    /* written out, not a loop: the stamps in model.c have no loop counter between them either */
+    ef_profile_step(0);
+    ef_profile_step(1);
+    ef_profile_step(2);
+    ef_profile_step(3);
+    ef_profile_step(4);
+    ef_profile_step(5);
+    ef_profile_step(6);
+    ef_profile_step(7);
+    ef_profile_step(8);
+    ef_profile_step(9);
+    ef_profile_step(10);
+    ef_profile_step(11);
+    ef_profile_step(12);
+    ef_profile_step(13);
+    ef_profile_step(14);
+    ef_profile_step(15);
+    ef_profile_step(16);
+    ef_prof_on = 0;
+    return ef_prof_t[EF_PROF_CAL] - ef_prof_t[0];
+}
+#endif
+
 static void report_error(const char *stage, int index, int code) {
     ef_rec_begin("ERR");
     ef_rec_str("stage", stage);
@@ -34,6 +98,48 @@ static void report_error(const char *stage, int index, int code) {
     ef_rec_str("status", "error");
     ef_rec_end();
 }
+
+#ifdef EF_PROFILE
+/* One inference with a stamp after every kernel call: PROF, then STEP i= t=<timer units since the previous stamp>
+ * (step 0: since just before ef_model_run). A step never stamped, or a stamp beyond EF_MODEL_STEPS, is `dropped`. */
+static int ef_profile_run(void) {
+    uint64_t cal = ef_profile_calibrate();
+    for (unsigned k = 0; k < EF_PROF_SLOTS; k++) ef_prof_t[k] = EF_PROF_UNSET;
+    ef_prof_dropped = 0;
+    ef_prof_n = EF_MODEL_STEPS;
+    ef_prof_on = 1;
+    uint64_t t0 = ef_board_now();
+    EF_BARRIER();
+    int rc = ef_model_run(ef_input, ef_output);
+    EF_BARRIER();
+    uint64_t t1 = ef_board_now();
+    ef_prof_on = 0;
+    if (rc != 0) {
+        report_error("profile", 0, rc);
+        return rc;
+    }
+    uint32_t dropped = ef_prof_dropped;
+    for (unsigned k = 0; k < EF_MODEL_STEPS; k++) dropped += ef_prof_t[k] == EF_PROF_UNSET;
+    ef_rec_begin("PROF");
+    ef_rec_u64("steps", EF_MODEL_STEPS);
+    ef_rec_u64("dropped", dropped);
+    ef_rec_u64("total", t1 - t0);
+    ef_rec_u64("stamps", EF_PROF_CAL);
+    ef_rec_u64("stamps_t", cal);
+    ef_rec_hex32("crc", ef_crc32(ef_output, EF_OUTPUT_BYTES));
+    ef_rec_end();
+    uint64_t prev = t0;
+    for (unsigned k = 0; k < EF_MODEL_STEPS; k++) {
+        if (ef_prof_t[k] == EF_PROF_UNSET) continue;
+        ef_rec_begin("STEP");
+        ef_rec_u64("i", k);
+        ef_rec_u64("t", ef_prof_t[k] - prev);
+        ef_rec_end();
+        prev = ef_prof_t[k];
+    }
+    return 0;
+}
+#endif
 
 int ef_harness_run(void) {
     ef_board_stack_mark(); /* the MEM record's stack figure: what this benchmark uses below here */
@@ -80,6 +186,10 @@ int ef_harness_run(void) {
         ef_rec_hex32("crc", ef_crc32(ef_output, EF_OUTPUT_BYTES));
         ef_rec_end();
     }
+#ifdef EF_PROFILE
+    rc = ef_profile_run();
+    if (rc != 0) return rc;
+#endif
     ef_rec_begin("MEM");
     ef_rec_u64("arena", ef_backend_arena_used());
     ef_rec_u64("stack", ef_board_stack_used());

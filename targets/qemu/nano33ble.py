@@ -65,6 +65,7 @@ class NanoQemuTarget(Target):
     estimate_basis = "instructions x CPI / 64 MHz (nRF52840); CPI assumed, not measured"
     default_cpi = DEFAULT_CPI
     board_target = "nano33ble"  # the real board, whose PlatformIO project can build the tflm backend
+    per_step_profile: ClassVar[bool] = True  # -icount: every step's figure is an exact instruction count
     options: ClassVar[dict[str, Opt]] = {
         "fault": Opt(str, choices=FAULTS), "fault_after_lines": Opt(int, min=0),
         "serial": Opt(str, choices=("tcp", "pty", "stdio")), "retries": Opt(int, min=0), "cpi": Opt(float, above=0),
@@ -108,7 +109,8 @@ class NanoQemuTarget(Target):
         r = fit.current_ratio(build_input) if ratio is None else ratio
         return fit.check(self.spec, self.budget, fp, r)
 
-    def build(self, build_input: Path, out_dir: Path, backend: str, runs: int, warmup: int) -> BuildResult:
+    def build(self, build_input: Path, out_dir: Path, backend: str, runs: int, warmup: int,
+              profile: bool = False) -> BuildResult:
         from edgefold.targets import fit, mcu
         from edgefold.targets.harness import HARNESS_DIR, harness_sources
 
@@ -118,11 +120,13 @@ class NanoQemuTarget(Target):
         if runs < 1 or warmup < 0:
             raise EdgefoldError("runs must be >= 1 and warmup >= 0")
         out_dir = ensure_dir(out_dir)
-        fw = mcu.prepare(Path(build_input), out_dir / "gen", backend)
+        fw = mcu.prepare(Path(build_input), out_dir / "gen", backend, profile)
         srcs = harness_sources(backend) + fw.sources
+        defines: dict[str, str | int | None] = {"EF_RUNS": runs, "EF_WARMUP": warmup}
+        if profile:
+            defines["EF_PROFILE"] = 1
         try:
-            b = self.link(srcs, out_dir / "firmware.elf", [HARNESS_DIR, *fw.include_dirs],
-                          {"EF_RUNS": runs, "EF_WARMUP": warmup})
+            b = self.link(srcs, out_dir / "firmware.elf", [HARNESS_DIR, *fw.include_dirs], defines)
         except LinkOverflow as e:
             # The real linker limit decided: report it with the same numbers and ratio hint as the estimate.
             fp = fit.footprint(Path(build_input), backend)
@@ -137,7 +141,7 @@ class NanoQemuTarget(Target):
         meta = {"model_id": fw.header.model_id, "input_crc": fw.input_crc, "backend": backend, "runs": runs,
                 "warmup": warmup, "sizes": {"text": b.sizes.text, "data": b.sizes.data, "bss": b.sizes.bss,
                                             "flash": b.sizes.flash, "static_ram": b.sizes.static_ram},
-                "arena_bytes": fw.header.arena_bytes, "macs": fw.header.macs}
+                "arena_bytes": fw.header.arena_bytes, "macs": fw.header.macs, "profile": profile}
         write_json(out_dir / "build.json", meta)
         return BuildResult(artifact=b.elf, static_ram=b.sizes.static_ram, flash=b.sizes.flash, log=None, extra=meta)
 
@@ -153,7 +157,8 @@ class NanoQemuTarget(Target):
         while attempt < attempts:
             attempt += 1
             parser = BenchParser(expect_model=build.extra.get("model_id"), expect_backend=build.extra.get("backend"),
-                                 expect_input_crc=build.extra.get("input_crc"))
+                                 expect_input_crc=build.extra.get("input_crc"),
+                                 expect_profile=bool(build.extra.get("profile")))
             session = self.session_class(build.artifact, serial=self.serial, fault=self.fault,
                                          fault_after_lines=self.fault_after_lines)
             try:

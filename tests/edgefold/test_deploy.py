@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
+from folder_checks import snapshot
 
 from edgefold.pipeline import DeployConfig, deploy
 
@@ -46,6 +48,52 @@ def test_bench_remeasures_and_keeps_history(qemu_runs, cli):
     assert again["latency"]["runs"] == 2 and again["output_crc_match"] is True
     history = (run_dir / "history.jsonl").read_text().splitlines()
     assert json.loads(history[-1])["latency"]["runs"] == 3
+
+
+def test_bench_profile_times_every_kernel_call(qemu_runs, cli, tmp_path):
+    _, src = qemu_runs["dscnn"]
+    run_dir = tmp_path / "dscnn"
+    shutil.copytree(src, run_dir)  # its own copy: the history test above reads the shared folder's history
+    rc, out, err = cli("bench", "--target", "nano33ble-qemu", "--from", run_dir, "--runs", "1", "--warmup", "0",
+                       "--profile")
+    assert rc == 0, err
+    assert "where the time goes" in out and "instr/MAC" in out
+    r = json.loads((run_dir / "result.json").read_text())
+    steps = json.loads((run_dir / "build-input/codegen/model.json").read_text())["steps"]
+    rows = r["profile"]
+    assert [(x["kernel"], x["op"], x["layer"], x["macs"]) for x in rows] == \
+        [(s["kernel"], s["op"], s["layer"], s["macs"]) for s in steps]  # one row per kernel call, in order
+    assert {x["op"] for x in rows} >= {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
+    assert all(x["value"] > 0 and x["unit"] == "instructions" for x in rows)
+    assert abs(sum(x["share"] for x in rows) - 1) < 1e-9
+    assert sum(x["macs"] for x in rows) == r["codegen"]["macs"]
+    assert 0.99 * r["instructions"] < sum(x["value"] for x in rows) <= r["instructions"]
+    assert r["config"]["profile"] is True
+
+
+@pytest.mark.parametrize("cmd,args,match", [
+    ("deploy", ["--target", "jetson-local"], "--profile: jetson-local cannot time kernel calls"),
+    ("build", ["--target", "jetson-local"], "--profile: jetson-local cannot time kernel calls"),
+    ("deploy", ["--target", "nano33ble", "--backend", "tflm"], "backend tflm has none"),
+])
+def test_profile_on_a_target_without_kernel_calls_is_one_line(tmp_path, cli, cmd, args, match):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    rc, _, err = cli(cmd, "--model", "dscnn", "--out", out, "--profile", *args)
+    assert rc != 0 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and match in err  # one line that says why
+    assert snapshot(tmp_path) == before  # nothing done: the output folder as it was
+
+
+def test_bench_profile_on_jetson_is_one_line(qemu_runs, cli):
+    _, run_dir = qemu_runs["dscnn"]
+    before = snapshot(run_dir)
+    rc, _, err = cli("bench", "--target", "jetson-local", "--from", run_dir, "--profile")
+    assert rc != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "cannot time kernel calls" in err
+    assert snapshot(run_dir) == before
 
 
 def test_deploy_to_jetson_twin_over_loopback_sshd(tmp_path, cli):

@@ -243,3 +243,35 @@ def test_missing_bossac(monkeypatch, tmp_path):
     monkeypatch.setenv("PLATFORMIO_CORE_DIR", str(tmp_path / "core"))
     with pytest.raises(ToolchainMissing, match="bossa-cli"):
         find_bossac()
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no host gcc")
+def test_profile_project_stamps_every_kernel_call_on_the_host(tmp_path):
+    from edgefold.compiler import codegen
+
+    bi = tmp_path / "build-input"
+    bi.mkdir()
+    blob = TINY.read_bytes()
+    (bi / "model_int8.tflite").write_bytes(blob)
+    cg = codegen.generate(blob, bi / "codegen")
+    proj, fw = Nano33BleTarget().generate(bi, tmp_path / "b", "edgefold", runs=2, warmup=0, profile=True)
+    assert "-DEF_PROFILE=1" in (proj / "platformio.ini").read_text()
+    assert (proj / "src" / "ef_profile.h").is_file()
+    plain, _ = Nano33BleTarget().generate(bi, tmp_path / "c", "edgefold", runs=2, warmup=0)
+    assert "EF_PROFILE" not in (plain / "platformio.ini").read_text() and not (plain / "src/ef_profile.h").exists()
+    # the project's sources as the board compiles them (host board layer: the timer is in us)
+    srcs = sorted(str(p) for p in (proj / "src").glob("*.c")) + [str(BOARDS_DIR / "host" / "board.c"),
+                                                               str(HARNESS_DIR / "main.c")]
+    exe = tmp_path / "fw"
+    r = subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function",
+                        "-DEF_PROFILE=1", f"-I{proj / 'src'}", *srcs, "-o", str(exe), "-lm"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=20).stdout
+    p = BenchParser(expect_model=fw.header.model_id, expect_profile=True)
+    for line in out.splitlines():
+        p.feed(line)
+    prof = p.result().extra["profile"]
+    assert prof["unit"] == "us" and prof["steps"] == len(cg.steps) == 3 and len(prof["values"]) == 3
+    with pytest.raises(EdgefoldError, match="backend tflm has none"):
+        Nano33BleTarget().generate(bi, tmp_path / "d", "tflm", runs=1, warmup=0, profile=True)

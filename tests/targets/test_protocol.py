@@ -211,3 +211,50 @@ def test_any_serial_bytes_give_a_result_or_one_device_error_line(data):
         parse(_bytes_to_lines(blob))
     except DeviceError as e:
         assert str(e) and "\n" not in str(e), repr(str(e))
+
+
+# --- per-step profile (--profile builds: PROF + one STEP per kernel call after the timed runs) ---------------------
+
+
+def profiled(steps: list[int], dropped: int = 0, crc_of: bytes = bytes(range(10)), stamps_t: int = 600,
+             skip: tuple[int, ...] = ()) -> list[str]:
+    """A session of a --profile build: PROF and STEP records between the RUNs and MEM, as harness.c writes them."""
+    lines = session([sum(steps) + 40], bytes(range(10)), unit="instructions")
+    k = next(i for i, line in enumerate(lines) if " MEM " in line)
+    prof = [format_record("PROF", steps=len(steps), dropped=dropped, total=sum(steps) + 40, stamps=16,
+                          stamps_t=stamps_t, crc=f"{zlib.crc32(crc_of):08x}")]
+    prof += [format_record("STEP", i=i, t=t) for i, t in enumerate(steps) if i not in skip]
+    return lines[:k] + prof + lines[k:]
+
+
+def test_profile_records_give_per_step_values_less_the_stamp_cost():
+    r = parse(profiled([5000, 1237, 80]), expect_profile=True)
+    p = r.extra["profile"]
+    assert p["unit"] == "instructions" and p["steps"] == 3 and p["total"] == 6357
+    assert p["stamp_cost"] == 600 / 16 and p["raw"] == [5000, 1237, 80]
+    assert p["values"] == [5000 - 37.5, 1237 - 37.5, 80 - 37.5]
+    assert "profile" not in parse(session([10], b"x")).extra  # an ordinary build reports no profile
+
+
+def test_profile_missing_step_is_an_error():
+    with pytest.raises(ProtocolError, match=r"missing STEP i=1 of the per-step profile"):
+        parse(profiled([5000, 1237, 80], skip=(1,)))
+
+
+def test_profile_dropped_stamps_are_an_error():
+    with pytest.raises(ProtocolError, match=r"dropped 2 of 3 step stamps"):
+        parse(profiled([5000, 1237, 80], dropped=2))
+
+
+def test_profile_expected_but_absent_is_an_error():
+    with pytest.raises(ProtocolError, match=r"missing PROF"):
+        parse(session([10], b"x"), expect_profile=True)
+
+
+def test_profile_step_out_of_range_or_output_differs():
+    lines = profiled([100, 200])
+    k = next(i for i, line in enumerate(lines) if " MEM " in line)
+    with pytest.raises(ProtocolError, match=r"STEP i=7 out of range"):
+        parse(lines[:k] + [format_record("STEP", i=7, t=5)] + lines[k:])
+    with pytest.raises(DeviceError, match=r"profiled inference's output differs"):
+        parse(profiled([100, 200], crc_of=b"other"))
