@@ -241,7 +241,7 @@ class Lowerer:
                     fields["bias_full"] = self.const(full, "int32_t", f"bf{op.index}")
                     if kh * kw <= DW_MAX_TAPS:
                         fields["pad_run"] = self.pad_run(x.zero_point, c)
-                self.channel_rq(op, fields, bias_q, y.zero_point, mult, shift)
+                self.channel_rq(op, fields, bias_q, y.zero_point, mult, shift, oh * ow)
         else:
             self.need(op, as_conv or (c % w.shape[3] == 0 and oc % groups == 0), "filter depth does not divide the "
                       "input channels")
@@ -256,7 +256,7 @@ class Lowerer:
                 self.drop_consts([fields["weights"]], [wi])
                 fields["weights"] = self.const(padded, "int8_t", f"wp{op.index}")
                 k = kh * fields["k_row"]
-            self.channel_rq(op, fields, bias_q, y.zero_point, mult, shift)
+            self.channel_rq(op, fields, bias_q, y.zero_point, mult, shift, oh * ow)
             pointwise = (kh, kw, sh, sw, pad_t, pad_l, groups, oh, ow) == (1, 1, 1, 1, 0, 0, 1, h, wd)
             if pointwise and c in POINTWISE_CHANNELS and "channel_rq" in fields:
                 fields["pointwise"] = c
@@ -275,9 +275,11 @@ class Lowerer:
         return name
 
     def channel_rq(self, op: Op, fields: dict, bias: np.ndarray | None, out_offset: int, mult: tuple[int, ...],
-                   shift: tuple[int, ...]) -> None:
-        """Per-channel records in place of bias / mult / shift, for the kernels' fast paths (rq_fast layers)."""
-        records = channel_rq_records(bias, out_offset, mult, shift) if fields["rq_fast"] else None
+                   shift: tuple[int, ...], uses: int) -> None:
+        """Per-channel records in place of bias / mult / shift, for the kernels' fast paths (rq_fast layers).
+        Not for layers that requantise each channel once (`uses` = outputs per channel < 2: RNN gates, batch-1
+        classifiers): there the records' 4-16 extra bytes per channel buy a few instructions once."""
+        records = channel_rq_records(bias, out_offset, mult, shift) if fields["rq_fast"] and uses >= 2 else None
         if records is None:
             return
         fields["channel_rq"] = self.const(records, "int32_t", f"rq{op.index}")
@@ -325,7 +327,7 @@ class Lowerer:
                       rq_fast=int(not np.any(w.zero_points) and requant_fast_ok(
                           w.data, 0, self.t(bi).data if bi >= 0 else None, -x.zero_point, mult, shift)))
         self.channel_rq(op, fields, self.t(bi).data if bi >= 0 else None, y.zero_point,
-                        mult * (oc if not per_channel else 1), shift * (oc if not per_channel else 1))
+                        mult * (oc if not per_channel else 1), shift * (oc if not per_channel else 1), batches)
         step = len(self.out.steps)
         args = [self.ref(xi), self.ref(op.outputs[0]), self.scratch(step, 2 * 2 * ic)]
         self.add_step(Step("ef_fully_connected", "ef_fc_params", fields, args, op.name))

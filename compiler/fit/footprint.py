@@ -101,6 +101,7 @@ class _Step:
     khw: int = 1
     out_hw: int = 1  # output spatial positions
     window: tuple[int, ...] | None = None  # (w, c, oh, ow, oc, sh, sw, pad_t, pad_l) for in-place overlap
+    kw: int = 1  # kernel width (conv: the codegen pads each row of kw x cin weights to a multiple of 4)
 
 
 @dataclass
@@ -184,6 +185,7 @@ class FootprintModel:
                                int(w.shape[1]), int(w.shape[2] * w.shape[3]), oh * ow,
                                (int(x_shape[3]), int(x_shape[1]), oh, ow, int(w.shape[0]), int(mod.stride[0]),
                                 int(mod.stride[1]), int(pad[0]), int(pad[1])))
+                    st.kw = int(w.shape[3])
                 group = og
             else:
                 kind = {"add": "add", "max_pool2d": "pool", "avg_pool2d": "pool", "adaptive_avg_pool2d": "mean",
@@ -250,7 +252,11 @@ class FootprintModel:
                 cout = self._scale(st.cout, st.out_group, keep)
                 cin = self._scale(st.cin, st.in_group, keep) if st.kind != "dwconv" else 1
                 w = cout * cin * st.khw
-                weights += w + (PER_CHANNEL_CONST + (DWCONV_FOLDED_BIAS if st.kind == "dwconv" else 0)) * cout
+                k_len = cin * st.khw
+                if st.kind == "conv" and (st.kw * cin) % 4:  # rows padded to whole SMLAD groups (codegen k_row)
+                    k_len = st.khw // st.kw * -(-st.kw * cin // 4) * 4
+                weights += cout * k_len + (PER_CHANNEL_CONST + (DWCONV_FOLDED_BIAS if st.kind == "dwconv" else 0)) \
+                    * cout
                 params += w + cout
                 mac = w * st.out_hw
                 macs += mac
@@ -258,7 +264,7 @@ class FootprintModel:
                 if st.kind == "conv":
                     insns += costs.insn_per_patch * st.out_hw * st.khw * cin
                 if st.kind in ("conv", "fc"):  # im2col scratch: 2 x int16 x reduction length (as the codegen)
-                    buffers[f"s{si}"] = Buffer(f"s{si}", _align(2 * 2 * cin * st.khw), si, si)
+                    buffers[f"s{si}"] = Buffer(f"s{si}", _align(2 * 2 * k_len), si, si)
                 if st.window is not None:
                     w_, c, oh, ow, oc, sh, sw, pt, pl = st.window
                     c = self._scale(c, self.tensors[st.inputs[0]].group, keep)

@@ -114,7 +114,7 @@ int ef_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out, int32_t *
     const int32_t groups = p->groups > 1 ? p->groups : 1;
     const int32_t cg = p->in_c / groups, fpg = p->out_c / groups;
     const int32_t k_row = p->k_row ? p->k_row : p->k_w * cg, k_len = p->k_h * k_row, n_pix = p->out_h * p->out_w;
-    ef_mm_out q = {0, 0, 0, 1, p->out_offset, p->act_min, p->act_max, 0};
+    ef_mm_out q = {0, 0, 0, 1, p->out_offset, p->act_min, p->act_max, p->rq_fast, 0};
     int32_t i, g, oy = 0, ox = 0;
     if (p->pointwise) {   /* each pixel's reads precede its writes, as below */
         if (p->act_min <= -128 && p->act_max >= 127)

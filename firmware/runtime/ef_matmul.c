@@ -45,9 +45,12 @@ EF_INLINE int16_t get16(const int32_t *cols, int32_t idx) {
 /* Channel o's output: TFLite's requantisation, or the fast one from its channel_rq record (whose rounding term
  * carries the output offset). */
 EF_ALWAYS_INLINE int8_t mm_requant(int32_t acc, const ef_mm_out *q, int32_t o, const int mode) {
-    if (mode == EF_RQ_REF) {
+    if (mode == EF_RQ_REF) {   /* the arrays: layers without records (each channel requantised once, or rare) */
         const int32_t i = q->per_channel ? o : 0;
-        return ef_requant(acc, q->mult[i], q->shift[i], EF_RQ_REF, q->out_offset, q->act_min, q->act_max);
+        return q->rq_fast ? ef_requant(acc, q->mult[i], q->shift[i], EF_RQ_FAST, q->out_offset, q->act_min,
+                                       q->act_max)
+                          : ef_requant(acc, q->mult[i], q->shift[i], EF_RQ_REF, q->out_offset, q->act_min,
+                                       q->act_max);
     }
     {
         const int32_t *r = q->rq + 4 * o;

@@ -21,11 +21,12 @@ void ef_col_fill(int32_t *cols, int32_t which, int32_t k, int32_t k_len, const i
 /* zero-point padding: (zp + offset) == 0 */
 void ef_col_zero(int32_t *cols, int32_t which, int32_t k, int32_t k_len, int32_t n);
 
-/* The output stage of ef_mm_cols: bias (may be NULL), per-channel or per-tensor requantisation, zero point, clamp;
- * or, where rq (the layer's channel_rq records, ef_runtime.h) is set, the fast requantisation from those. */
+/* The output stage of ef_mm_cols: bias (may be NULL), per-channel or per-tensor requantisation (the short form
+ * where rq_fast), zero point, clamp; or, where rq (the layer's channel_rq records, ef_runtime.h) is set, the short
+ * requantisation from those. */
 typedef struct {
     const int32_t *bias, *mult, *shift;
-    int32_t per_channel, out_offset, act_min, act_max;
+    int32_t per_channel, out_offset, act_min, act_max, rq_fast;
     const int32_t *rq;
 } ef_mm_out;
 

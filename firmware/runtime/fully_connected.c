@@ -9,7 +9,7 @@ int ef_fully_connected(const ef_fc_params *p, const int8_t *in, int8_t *out, int
     if (p->filter_offset == 0) {
         const int32_t k = p->in_c;
         const ef_mm_out q = {p->bias, p->mult, p->shift, p->per_channel, p->out_offset, p->act_min, p->act_max,
-                             p->channel_rq};
+                             p->rq_fast, p->channel_rq};
         for (b = 0; b < p->batches; b += 2) {
             const int two = b + 1 < p->batches;
             ef_col_fill(scratch, 0, 0, k, in + b * k, k, p->in_offset);

@@ -38,17 +38,17 @@ def twin_costs() -> Costs:
 
     Bytes from the linked ELFs (arm-none-eabi-gcc 12 -O2, map file per object): harness + board + libc 2,840 B
     besides the fixed input (in Flash) and the model; kernel code per kind as linked (conv includes the shared
-    SMLAD matmul); 121 B of parameter block and call per step; 288 B of statics besides the arena; the linker keeps
-    EF_MIN_STACK free. Instructions: non-negative least squares on twin counts of resnet8, dscnn and
-    mobilenetv1_025 at r = 0, 0.25, 0.5, 0.7 (`benchmarks/footprint_calibration.py --refit`, runtime of
-    2026-12-01 with the short requantisation), within 13 %; the fitter rescales it by a measurement of the model at
-    hand when a build misses its instruction budget.
+    SMLAD matmul and the 8-channel 1x1 kernel); 121 B of parameter block and call per step; 288 B of statics besides
+    the arena; the linker keeps EF_MIN_STACK free. Instructions: non-negative least squares on twin counts of
+    resnet8, dscnn and mobilenetv1_025 at r = 0, 0.25, 0.5, 0.7 (`benchmarks/footprint_calibration.py --refit`,
+    runtime of 2026-12-02 with per-channel requantisation records), within 15 %; the fitter rescales it by a
+    measurement of the model at hand when a build misses its instruction budget.
     """
     return Costs(flash_base=2_840, kernel_code={"conv": 5_468, "fc": 560, "dwconv": 4_860, "add": 1_608, "mean": 356,
                                                 "pool": 376, "other": 600},
                  step_bytes=121, ram_static=288, stack=MIN_STACK,
-                 insn_per_mac={"conv": 1.011, "fc": 1.011, "dwconv": 0.0}, insn_per_output=51.38,
-                 insn_per_patch=11.76, insn_per_element=0.0, insn_per_step=0.0, insn_base=603_700.0,
+                 insn_per_mac={"conv": 1.077, "fc": 1.077, "dwconv": 0.0}, insn_per_output=33.13,
+                 insn_per_patch=9.768, insn_per_element=0.0, insn_per_step=0.0, insn_base=547_100.0,
                  cpi=DEFAULT_CPI, clock_hz=TWIN_CLOCK_HZ)
 
 
