@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+from edgefold.targets import qemu
 from folder_checks import snapshot
 
 from edgefold.pipeline import DeployConfig, deploy
@@ -44,7 +45,9 @@ def test_bench_remeasures_and_keeps_history(qemu_runs, cli):
     rc, out, err = cli("bench", "--target", "nano33ble-qemu", "--from", run_dir, "--runs", "2")
     assert rc == 0, err
     again = json.loads((run_dir / "result.json").read_text())
-    assert again["instructions"] == r["instructions"]  # -icount makes the count deterministic
+    # -icount makes the count exact to one SysTick tick: where a run starts within a tick depends on how long the
+    # harness polled the UART before it (the host drains it at its own pace)
+    assert abs(again["instructions"] - r["instructions"]) <= qemu.INSNS_PER_TICK
     assert again["latency"]["runs"] == 2 and again["output_crc_match"] is True
     history = (run_dir / "history.jsonl").read_text().splitlines()
     assert json.loads(history[-1])["latency"]["runs"] == 3
