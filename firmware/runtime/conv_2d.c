@@ -11,7 +11,7 @@
  * groups by word, a last partial one by byte; the group's missing elements are left as they are. */
 EF_ALWAYS_INLINE void fill_aligned(int32_t *cols, int32_t which, int32_t k, const int8_t *src, int32_t n,
                                    int32_t offset) {
-    const int32_t off2 = (int32_t)(((uint32_t)(uint16_t)(int16_t)offset) * 0x10001u);
+    const int32_t off2 = ef_dup16(offset);
     int32_t *g = cols + k + which * 2;   /* group k / 4 starts at int32 index 4 * (k / 4) = k */
     int32_t i = 0;
     for (; i + 4 <= n; i += 4, g += 4) {
@@ -84,11 +84,9 @@ EF_ALWAYS_INLINE void pointwise8_pair(const int8_t *in, int8_t *out, int32_t n_o
         acc0 = ef_smlad(s, x2, acc0), acc1 = ef_smlad(s, y2, acc1);
         s = ef_sxtb16_ror8(wb);
         acc0 = ef_smlad(s, x3, acc0), acc1 = ef_smlad(s, y3, acc1);
-        acc0 = ef_mbqm_fast_r(acc0, mult, e, round);
-        out[0] = (int8_t)(full ? ef_sat8(acc0) : ef_clamp(acc0, lo, hi));
+        out[0] = ef_out8(ef_mbqm_fast_r(acc0, mult, e, round), lo, hi, full);
         if (two) {
-            acc1 = ef_mbqm_fast_r(acc1, mult, e, round);
-            out[n_out] = (int8_t)(full ? ef_sat8(acc1) : ef_clamp(acc1, lo, hi));
+            out[n_out] = ef_out8(ef_mbqm_fast_r(acc1, mult, e, round), lo, hi, full);
         }
     }
 }
@@ -96,7 +94,7 @@ EF_ALWAYS_INLINE void pointwise8_pair(const int8_t *in, int8_t *out, int32_t n_o
 /* Two pixels at a time, a last odd one alone; both pixels' inputs are read before either's outputs are written. */
 EF_ALWAYS_INLINE void pointwise8_body(const ef_conv_params *p, const int8_t *in, int8_t *out, const int full) {
     const int32_t n_out = p->out_c, n_pix = p->out_h * p->out_w, lo = p->act_min, hi = p->act_max;
-    const int32_t off2 = (int32_t)(((uint32_t)(uint16_t)(int16_t)p->in_offset) * 0x10001u);
+    const int32_t off2 = ef_dup16(p->in_offset);
     int32_t i;
     for (i = 0; i + 1 < n_pix; i += 2, in += 16, out += 2 * n_out)
         pointwise8_pair(in, out, n_out, p->weights, p->channel_rq, off2, lo, hi, 1, full);
@@ -180,7 +178,7 @@ int ef_conv_2d(const ef_conv_params *p, const int8_t *in, int8_t *out, int32_t *
                 }
                 if (p->channel_rq) {
                     const int32_t *r = p->channel_rq + 4 * oc;
-                    o[oc] = (int8_t)ef_clamp(ef_mbqm_fast_r(acc + r[0], r[1], r[2], r[3]), p->act_min, p->act_max);
+                    o[oc] = (int8_t)ef_clamp(ef_channel_rq(acc + r[0], r), p->act_min, p->act_max);
                     continue;
                 }
                 if (p->bias) acc += p->bias[oc];

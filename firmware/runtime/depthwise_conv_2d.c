@@ -34,11 +34,7 @@ static inline void taps_inside(int32_t origin, int32_t dil, int32_t k, int32_t e
 EF_ALWAYS_INLINE int8_t dw_requant(int32_t acc, const dw_out *q, int32_t ic, const int mode) {
     if (mode == EF_RQ_REF)
         return ef_requant(acc, q->mult[ic], q->shift[ic], EF_RQ_REF, q->out_offset, q->lo, q->hi);
-    {
-        const int32_t *r = q->rq + 4 * ic;
-        const int32_t v = ef_mbqm_fast_r(acc, r[1], r[2], r[3]);
-        return (int8_t)(mode == EF_RQ_FAST_FULL ? ef_sat8(v) : ef_clamp(v, q->lo, q->hi));
-    }
+    return ef_out8(ef_channel_rq(acc, q->rq + 4 * ic), q->lo, q->hi, mode == EF_RQ_FAST_FULL);
 }
 
 /* All four requantised before the first store: an int8 store could alias the records, forcing reloads. */
@@ -173,8 +169,7 @@ static void dw_generic(const ef_conv_params *p, const int8_t *in, int8_t *out) {
                         for (kx = kx0; kx < kx1; ++kx) acc += (ip[kx * dil_w * c_in] + off) * wp[kx * c_out];
                     }
                     if (rq)
-                        o[oc] = (int8_t)ef_clamp(ef_mbqm_fast_r(acc, rq[4 * oc + 1], rq[4 * oc + 2], rq[4 * oc + 3]),
-                                                 lo, hi);
+                        o[oc] = (int8_t)ef_clamp(ef_channel_rq(acc, rq + 4 * oc), lo, hi);
                     else
                         o[oc] = fast ? ef_requant(acc, mult[oc], shift[oc], EF_RQ_FAST, oo, lo, hi)
                                      : ef_requant(acc, mult[oc], shift[oc], EF_RQ_REF, oo, lo, hi);

@@ -24,7 +24,7 @@ void ef_col_fill(int32_t *cols, int32_t which, int32_t k, int32_t k_len, const i
                  int32_t offset) {
     int32_t i = 0;
     const int32_t k4 = k_len & ~3;
-    const int32_t off2 = (int32_t)(((uint32_t)(uint16_t)(int16_t)offset) * 0x10001u);
+    const int32_t off2 = ef_dup16(offset);
     int32_t *g;
     for (; i < n && ((k + i) & 3) != 0; ++i) put16(cols, ef_col_index(k + i, k_len, which), src[i] + offset);
     g = cols + ((k + i) >> 2) * 4 + which * 2;
@@ -52,11 +52,7 @@ EF_ALWAYS_INLINE int8_t mm_requant(int32_t acc, const ef_mm_out *q, int32_t o, c
                           : ef_requant(acc, q->mult[i], q->shift[i], EF_RQ_REF, q->out_offset, q->act_min,
                                        q->act_max);
     }
-    {
-        const int32_t *r = q->rq + 4 * o;
-        const int32_t v = ef_mbqm_fast_r(acc, r[1], r[2], r[3]);
-        return (int8_t)(mode == EF_RQ_FAST_FULL ? ef_sat8(v) : ef_clamp(v, q->act_min, q->act_max));
-    }
+    return ef_out8(ef_channel_rq(acc, q->rq + 4 * o), q->act_min, q->act_max, mode == EF_RQ_FAST_FULL);
 }
 
 /* One body per requantisation mode (a constant at each call). Accumulators start at the bias; a
@@ -108,11 +104,6 @@ EF_ALWAYS_INLINE void mm_cols(const int8_t *w, int32_t n_out, int32_t k_len, con
     }
 }
 
-EF_ALWAYS_INLINE int8_t rq_out(int32_t acc, const int32_t *r, int32_t lo, int32_t hi, const int full) {
-    const int32_t v = ef_mbqm_fast_r(acc, r[1], r[2], r[3]);
-    return (int8_t)(full ? ef_sat8(v) : ef_clamp(v, lo, hi));
-}
-
 /* mm_cols for layers with channel_rq records, written for few live values: pointers that advance, no per-channel
  * index arithmetic, the odd last channel after the loop. */
 EF_ALWAYS_INLINE void mm_cols_rq(const int8_t *w, int32_t n_out, int32_t k_len, const int32_t *cols, int two,
@@ -151,12 +142,8 @@ EF_ALWAYS_INLINE void mm_cols_rq(const int8_t *w, int32_t n_out, int32_t k_len, 
             const int32_t ma = rq[1], ea = rq[2], ra = rq[3], mb = rq[5], eb = rq[6], rb = rq[7];
             a0 = ef_mbqm_fast_r(a0, ma, ea, ra), b0 = ef_mbqm_fast_r(b0, mb, eb, rb);
             a1 = ef_mbqm_fast_r(a1, ma, ea, ra), b1 = ef_mbqm_fast_r(b1, mb, eb, rb);
-            out0[0] = (int8_t)(full ? ef_sat8(a0) : ef_clamp(a0, lo, hi));
-            out0[1] = (int8_t)(full ? ef_sat8(b0) : ef_clamp(b0, lo, hi));
-            if (two) {
-                out1[0] = (int8_t)(full ? ef_sat8(a1) : ef_clamp(a1, lo, hi));
-                out1[1] = (int8_t)(full ? ef_sat8(b1) : ef_clamp(b1, lo, hi));
-            }
+            out0[0] = ef_out8(a0, lo, hi, full), out0[1] = ef_out8(b0, lo, hi, full);
+            if (two) out1[0] = ef_out8(a1, lo, hi, full), out1[1] = ef_out8(b1, lo, hi, full);
         }
     }
     if (n_out & 1) {
@@ -170,8 +157,8 @@ EF_ALWAYS_INLINE void mm_cols_rq(const int8_t *w, int32_t n_out, int32_t k_len, 
             a1 = ef_smlad(ef_sxtb16_ror8(va), c[3], a1);
         }
         for (t = 0; t < tail; ++t) a0 += w[t] * get16(cols, tail0 + t), a1 += w[t] * get16(cols, tail1 + t);
-        out0[0] = rq_out(a0, rq, lo, hi, full);
-        if (two) out1[0] = rq_out(a1, rq, lo, hi, full);
+        out0[0] = ef_out8(ef_channel_rq(a0, rq), lo, hi, full);
+        if (two) out1[0] = ef_out8(ef_channel_rq(a1, rq), lo, hi, full);
     }
 }
 

@@ -89,6 +89,17 @@ EF_INLINE int32_t ef_clamp(int32_t x, int32_t lo, int32_t hi) {
     return x < lo ? lo : (x > hi ? hi : x);
 }
 
+/* A channel's output from its channel_rq record {bias, multiplier, exponent, rounding + zero point} (ef_runtime.h),
+ * before the clamp; `acc` already holds the bias. */
+EF_INLINE int32_t ef_channel_rq(int32_t acc, const int32_t *record) {
+    return ef_mbqm_fast_r(acc, record[1], record[2], record[3]);
+}
+
+/* An int16 value in both halves of a word: what SADD16 adds to a pair of q15 inputs. */
+EF_INLINE int32_t ef_dup16(int32_t v) {
+    return (int32_t)(((uint32_t)(uint16_t)(int16_t)v) * 0x10001u);
+}
+
 /* Saturate to int8: one SSAT on the M4. */
 EF_INLINE int32_t ef_sat8(int32_t x) {
 #if defined(EF_DSP)
@@ -96,6 +107,12 @@ EF_INLINE int32_t ef_sat8(int32_t x) {
 #else
     return ef_clamp(x, -128, 127);
 #endif
+}
+
+/* The int8 output of a requantised value: one saturation where the activation range is all of int8 (`full`, a
+ * compile-time constant in the kernel variants), else the clamp. */
+EF_ALWAYS_INLINE int8_t ef_out8(int32_t v, int32_t lo, int32_t hi, const int full) {
+    return (int8_t)(full ? ef_sat8(v) : ef_clamp(v, lo, hi));
 }
 
 /* Requantisation modes of ef_requant, a compile-time constant in each kernel variant. */

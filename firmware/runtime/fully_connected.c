@@ -32,7 +32,7 @@ int ef_fully_connected(const ef_fc_params *p, const int8_t *in, int8_t *out, int
             for (i = 0; i < p->in_c; ++i) acc += (x[i] + p->in_offset) * (w[i] + p->filter_offset);
             if (p->channel_rq) {
                 const int32_t *r = p->channel_rq + 4 * o;
-                out[b * p->out_c + o] = (int8_t)ef_clamp(ef_mbqm_fast_r(acc + r[0], r[1], r[2], r[3]), p->act_min,
+                out[b * p->out_c + o] = (int8_t)ef_clamp(ef_channel_rq(acc + r[0], r), p->act_min,
                                                          p->act_max);
                 continue;
             }
