@@ -42,7 +42,15 @@ def row(name: str, root: Path) -> dict:
     r["export_s"] = time.time() - t0
     g = read_tflite(blob)
     r["macs"] = g.macs
-    bi = root / name / "build-input"
+    return {**r, **runtime_columns(blob, root / name, root / "host")}
+
+
+def runtime_columns(blob: bytes, work: Path, host_dir: Path) -> dict:
+    """Codegen (arena), bit-exactness with the TFLM host interpreter on 20 random inputs, and one inference on the
+    nano33ble-qemu twin (instructions, Flash, output = TFLM's); a failing stage gives 'stop' and ends the row."""
+    r: dict = {}
+    g = read_tflite(blob)
+    bi = work / "build-input"
     bi.mkdir(parents=True, exist_ok=True)
     (bi / "model_int8.tflite").write_bytes(blob)
     try:
@@ -53,11 +61,11 @@ def row(name: str, root: Path) -> dict:
     in_shape = g.input_tensors[0].shape
     x = np.random.default_rng(0).integers(-128, 128, size=(N_INPUTS, *in_shape[1:]), dtype=np.int8)
     ref = np.asarray(tflm_invoke(blob, x)).reshape(N_INPUTS, -1)
-    ours = build_model(bi / "codegen", root / "host", "packed").run(x)
+    ours = build_model(bi / "codegen", host_dir, "packed").run(x)
     r["bitexact"] = bool(np.array_equal(ours, ref))
     t = NanoQemuTarget()
     try:
-        b = t.build(bi, root / name / "build", "edgefold", runs=1, warmup=0)
+        b = t.build(bi, work / "build", "edgefold", runs=1, warmup=0)
     except EdgefoldError as e:
         return {**r, "stop": f"twin build: {str(e)[:160]}"}
     res = t.run_benchmark(b, t.flash(b), timeout_s=600)

@@ -297,8 +297,17 @@ class SqueezeNet11(nn.Module):
             nn.MaxPool2d(3, 2, ceil_mode=True),
             Fire(w(256), w(48), w(192), w(192)), Fire(w(384), w(48), w(192), w(192)),
             Fire(w(384), w(64), w(256), w(256)), Fire(w(512), w(64), w(256), w(256)))
-        self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(w(512), num_classes, 1), nn.ReLU(),
-                                        nn.AdaptiveAvgPool2d(1))
+        final = nn.Conv2d(w(512), num_classes, 1)
+        self.classifier = nn.Sequential(nn.Dropout(0.5), final, nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+        # the published initialisation: without BatchNorm, PyTorch's default init leaves the ReLU'd classifier dead
+        # (every logit 0, chance accuracy) after the first steps
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                if m is final:
+                    nn.init.normal_(m.weight, 0.0, 0.01)
+                else:
+                    nn.init.kaiming_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.classifier(self.features(x)), 1)

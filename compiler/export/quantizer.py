@@ -133,7 +133,8 @@ def decompose_for_int8(gm: fx.GraphModule) -> fx.GraphModule:
     these activations take, and needs three int8 ops where the tanh form needs eight); hard-sigmoid -> relu6(x + 3) / 6
     (ADD with fused RELU6, MUL); LayerNorm -> mean, subtract, square-mean, rsqrt, multiply (TFLite lowers
     LayerNorm through a float-only batch-norm); a BatchNorm not folded into a conv (DenseNet's pre-activation)
-    -> x * scale + shift.
+    -> x * scale + shift; PReLU -> (1 - a) * relu(x) + a * x (RELU, MUL, MUL, ADD: the converter lowers
+    aten.prelu into a float-only subgraph, not TFLite's PRELU).
     """
     g = gm.graph
     changed = False
@@ -212,6 +213,27 @@ def decompose_for_int8(gm: fx.GraphModule) -> fx.GraphModule:
             node.replace_all_uses_with(o)
             g.erase_node(node)
             changed = True
+        elif t == aten.prelu.default:
+            x, w = node.args[0], node.args[1]
+            a = _get_attr_value(gm, w)
+            if a is None or not _is_float_tensor(x):
+                continue
+            rank = x.meta["val"].dim()
+            # full-rank slopes (1, C, 1, ...): the converter moves those to NHWC with the tensor, where a
+            # lower-rank constant makes it keep the ops in NCHW between two TRANSPOSEs
+            shape = [1] * rank
+            if a.numel() > 1:
+                shape[1] = a.numel()
+            a = a.reshape(shape).contiguous()
+            ac = _const(gm, node, "_ef_prelu", a)
+            bc = _const(gm, node, "_ef_prelu", 1 - a)
+            r = _call(gm, node, aten.relu.default, (x,), node)
+            pos = _call(gm, node, aten.mul.Tensor, (r, bc), node)
+            lin = _call(gm, node, aten.mul.Tensor, (x, ac), node)
+            y = _call(gm, node, aten.add.Tensor, (pos, lin), node)
+            node.replace_all_uses_with(y)
+            g.erase_node(node)
+            changed = True
         elif t in (aten._native_batch_norm_legit_no_training.default, aten.batch_norm.default):
             x = node.args[0]
             if t == aten.batch_norm.default:
@@ -227,7 +249,7 @@ def decompose_for_int8(gm: fx.GraphModule) -> fx.GraphModule:
             scale = wv / torch.sqrt(vals[3] + float(eps))
             shift = bv - vals[2] * scale
             rank = x.meta["val"].dim()
-            view = (c,) + (1,) * (rank - 2)
+            view = (1, c) + (1,) * (rank - 2)  # full rank: no TRANSPOSE pair around it (see PReLU)
             sc = _const(gm, node, "_ef_bn", scale.reshape(view).contiguous())
             sh = _const(gm, node, "_ef_bn", shift.reshape(view).contiguous())
             m = _call(gm, node, aten.mul.Tensor, (x, sc), node)

@@ -90,6 +90,8 @@ def _edge_quantizer_class():
     aten = torch.ops.aten
     producers = (aten.conv1d.default, aten.conv2d.default, aten.convolution.default, aten.batch_norm.default,
                  aten._native_batch_norm_legit_no_training.default)
+    weighted = (aten.conv1d.default, aten.conv2d.default, aten.convolution.default, aten.linear.default,
+                aten.addmm.default)
 
     class EdgeQuantizer(pq.PT2EQuantizer):
         """litert-torch's quantizer, plus ReLU6 treated like ReLU after a conv, plus an int8 observer on every
@@ -111,9 +113,23 @@ def _edge_quantizer_class():
 
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
             model = super().annotate(model)
+            self._unfusable(model)
             self._relu6(model)
             annotate_remaining(model, self.global_config)
             return model
+
+        def _unfusable(self, model: torch.fx.GraphModule) -> None:
+            """The stock conv-relu / linear-relu patterns leave the conv's output unobserved (the converter fuses
+            the ReLU into it) without checking that the ReLU is its only reader; where the conv output is also
+            read elsewhere (a pre-activation skip, PReLU's relu(x) and x - relu(x)) it cannot be fused, so it
+            stayed float. Give such a conv its own int8 output."""
+            act = self.global_config.output_activation
+            for node in model.graph.nodes:
+                if node.op != "call_function" or node.target not in weighted or len(node.users) < 2:
+                    continue
+                ann = node.meta.get("quantization_annotation")
+                if ann is not None and getattr(ann, "_annotated", False) and ann.output_qspec is None:
+                    ann.output_qspec = act
 
         def _relu6(self, model: torch.fx.GraphModule) -> None:
             act = self.global_config.output_activation

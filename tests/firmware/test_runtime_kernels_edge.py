@@ -88,6 +88,62 @@ def test_standalone_relu(op: str, fn: Callable[[torch.Tensor], torch.Tensor], se
     _compare(_Around(c, lambda x: fn(torch.cat([x, 0.5 - x], 1)), c_out=2 * c), shape, seed, op)
 
 
+class _PRelu(nn.Module):
+    def __init__(self, c: int, slopes: int, seed: int):
+        super().__init__()
+        self.a, self.act, self.b = nn.Conv2d(c, c, 1), nn.PReLU(slopes), nn.Conv2d(c, c, 1)
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            self.act.weight.copy_(torch.empty(slopes).uniform_(-0.5, 1.5, generator=g))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.act(self.a(x)))
+
+
+@pytest.mark.parametrize("seed", [105, 106])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_prelu_full_integer(per_channel: bool, seed: int) -> None:
+    """nn.PReLU (one slope per channel, or one for all) lowers to int8 RELU, MUL, MUL, ADD, with no float island
+    and no TRANSPOSE around the per-channel slopes."""
+    from edgefold.compiler.export.tflite import check_full_integer
+    from edgefold.compiler.tflite_model import read_tflite
+
+    shape = _shape(seed)
+    model = _PRelu(shape[1], shape[1] if per_channel else 1, seed)
+    _compare(model, shape, seed, "MUL")
+    blob = export(model.eval(), shape, _calib(seed, shape))
+    check_full_integer(blob, model)
+    ops = {op.name for op in read_tflite(blob).ops}
+    assert {"RELU", "MUL", "ADD"} <= ops and not ops & {"DEQUANTIZE", "TRANSPOSE"}, ops
+
+
+class _PreActivation(nn.Module):
+    """DenseNet's pre-activation: a BatchNorm after a concatenation, with no conv to fold it into."""
+
+    def __init__(self, c: int, seed: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.a, self.bn, self.b = nn.Conv2d(c, c, 1), nn.BatchNorm2d(2 * c), nn.Conv2d(2 * c, c, 1)
+        self.bn.running_mean.copy_(torch.randn(2 * c, generator=g))
+        self.bn.running_var.copy_(torch.empty(2 * c).uniform_(0.3, 3.0, generator=g))
+        self.bn.weight.data.copy_(torch.randn(2 * c, generator=g))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.bn(torch.cat([self.a(x), x], 1))))
+
+
+@pytest.mark.parametrize("seed", [107])
+def test_standalone_batchnorm(seed: int) -> None:
+    """A BatchNorm that cannot be folded lowers to MUL and ADD in NHWC, with no TRANSPOSE pair around them."""
+    from edgefold.compiler.tflite_model import read_tflite
+
+    shape = _shape(seed)
+    model = _PreActivation(shape[1], seed)
+    _compare(model, shape, seed, "MUL")
+    ops = [op.name for op in read_tflite(export(model.eval(), shape, _calib(seed, shape))).ops]
+    assert "ADD" in ops and "TRANSPOSE" not in ops, ops
+
+
 BINARY: dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = {
     "sub": ("SUB", lambda x: x - x[:, :1]),
     "max": ("MAXIMUM", lambda x: torch.maximum(x, x[:, :1])),
