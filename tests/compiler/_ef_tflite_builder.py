@@ -9,6 +9,8 @@ import flatbuffers
 import numpy as np
 import tflite
 
+BINARY_OPTIONS = {tflite.BuiltinOperator.ADD: "AddOptions", tflite.BuiltinOperator.SUB: "SubOptions",
+                  tflite.BuiltinOperator.MUL: "MulOptions"}
 TYPES = {"int8": tflite.TensorType.INT8, "int32": tflite.TensorType.INT32, "float32": tflite.TensorType.FLOAT32}
 
 
@@ -80,16 +82,20 @@ def build(tensors: list[T], ops: list[Op], inputs: list[int], outputs: list[int]
     for o in ops:
         ins = b.CreateNumpyVector(np.array(o.inputs, np.int32))
         outs = b.CreateNumpyVector(np.array(o.outputs, np.int32))
-        opt = None
+        opt, opt_type = None, None
         if o.fc_options:
             tflite.FullyConnectedOptionsStart(b)
-            opt = tflite.FullyConnectedOptionsEnd(b)
+            opt, opt_type = tflite.FullyConnectedOptionsEnd(b), tflite.BuiltinOptions.FullyConnectedOptions
+        elif o.code in BINARY_OPTIONS:  # TFLM's ADD / SUB / MUL read their (fused activation) options
+            name = BINARY_OPTIONS[o.code]
+            getattr(tflite, f"{name}Start")(b)
+            opt, opt_type = getattr(tflite, f"{name}End")(b), getattr(tflite.BuiltinOptions, name)
         tflite.OperatorStart(b)
         tflite.OperatorAddOpcodeIndex(b, codes.index((o.code, o.version)))
         tflite.OperatorAddInputs(b, ins)
         tflite.OperatorAddOutputs(b, outs)
         if opt is not None:
-            tflite.OperatorAddBuiltinOptionsType(b, tflite.BuiltinOptions.FullyConnectedOptions)
+            tflite.OperatorAddBuiltinOptionsType(b, opt_type)
             tflite.OperatorAddBuiltinOptions(b, opt)
         op_offs.append(tflite.OperatorEnd(b))
 
@@ -135,3 +141,13 @@ def unary_model(code: int, n: int = 16) -> bytes:
     """One int8 element-wise op (e.g. TANH) on a [1, n] tensor."""
     tensors = [T((1, n), scale=[0.05], zp=[0]), T((1, n), scale=[1 / 128], zp=[0])]
     return build(tensors, [Op(code, [0], [1])], [0], [1])
+
+
+def all_pairs_model(code: int, scales: tuple[float, float, float], zero_points: tuple[int, int, int]) -> bytes:
+    """One int8 binary op (ADD, SUB, MUL) on every pair of int8 values: the input [1, 256, 1] (feed -128..127)
+    against a constant [1, 1, 256] holding -128..127, broadcast to a [1, 256, 256] output."""
+    (s1, s2, so), (z1, z2, zo) = scales, zero_points
+    tensors = [T((1, 256, 1), scale=[s1], zp=[z1]),
+               T((1, 1, 256), scale=[s2], zp=[z2], data=np.arange(-128, 128, dtype=np.int8).reshape(1, 1, 256)),
+               T((1, 256, 256), scale=[so], zp=[zo])]
+    return build(tensors, [Op(code, [0, 1], [2])], [0], [2])
