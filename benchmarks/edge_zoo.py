@@ -17,7 +17,6 @@ Every stage that fails prints 'n/a' with its one-line reason; the other columns 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import tempfile
 import time
@@ -104,11 +103,6 @@ def _codegen(blob: bytes | None, shape: tuple[int, ...]) -> list[str]:
         return ["ok", exact, f"{man.arena_bytes:,}", f"{man.weights_bytes:,}"]
 
 
-# SqueezeNet has no BatchNorm and ReLU'd logits: at the common learning rate its classifier dies (10 % accuracy);
-# a lower rate and longer training reach ~87 %
-OVERRIDES: dict[str, dict[str, float]] = {"squeezenet11": {"lr": 1e-3, "epochs": 100, "weight_decay": 1e-4}}
-
-
 def _twin(blob: bytes | None, twin: bool) -> list[str]:
     if blob is None or not twin:
         return ["", "", "", ""]
@@ -131,8 +125,6 @@ def _twin(blob: bytes | None, twin: bool) -> list[str]:
 def row(name: str, cfg: TrainConfig, twin: bool = True) -> list[str]:
     shape = zoo.input_shape(name)
     model = zoo.build(name)
-    if cfg.epochs > 0 and name in OVERRIDES:
-        cfg = dataclasses.replace(cfg, **OVERRIDES[name])
     acc = train(model, shape, cfg) if cfg.epochs > 0 else float("nan")
     model.eval()
     cells = [name, "x".join(map(str, shape)), f"{acc:.1f}"]

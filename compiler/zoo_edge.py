@@ -314,7 +314,9 @@ class SqueezeNet11(nn.Module):
 
 
 def squeezenet11(num_classes: int = 10, size: str = "small") -> nn.Module:
-    return SqueezeNet11(num_classes, 1.0 if size == "full" else 0.25)
+    # half width when small: at a quarter, the first Fire modules squeeze to 4 channels and the net trains to
+    # 64-87 % on the digits, run to run; at half it trains to 98 %
+    return SqueezeNet11(num_classes, 1.0 if size == "full" else 0.5)
 
 
 # --- RegNetX (Radosavovic et al. 2020) ----------------------------------------------------------------------------
