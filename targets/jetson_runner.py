@@ -253,6 +253,8 @@ def body(args, result):
     except ImportError as e:
         raise RunnerError("numpy is not importable by %s (%s): `sudo apt install python3-numpy`"
                           % (sys.executable, e)) from None
+    # onnxruntime >= 1.32 (POSIX) would otherwise leave a telemetry session file in $TMPDIR and a device id in ~/.cache
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     try:
         import onnxruntime as ort
     except ImportError as e:

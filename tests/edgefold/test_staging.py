@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -185,21 +186,31 @@ def test_bench_on_the_jetson_twin_twice(jetson_run, tmp_path):
     assert _siblings(run) == []
 
 
-@pytest.mark.parametrize("sig, rc, said", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
-def test_ctrl_c_during_deploy_leaves_the_earlier_run(trained, tmp_path, sig, rc, said):
+@pytest.mark.parametrize("sig, rc, said, when", [(signal.SIGINT, 130, "interrupted", "compress"),
+                                                 (signal.SIGTERM, 143, "terminated", "compress"),
+                                                 (signal.SIGINT, 130, "interrupted", "twin")])
+def test_ctrl_c_during_deploy_leaves_the_earlier_run(trained, tmp_path, request, sig, rc, said, when):
     """A real SIGINT (Ctrl-C) or SIGTERM (a CI runner or `hil` stopping it), sent once the deploy is working in its
-    staging folder (compress/ done)."""
+    staging folder (compress/ done), or once it has started the SSH twin (its folder exists): the earlier run, the
+    temp folder and the accounts are as they were."""
     dest = tmp_path / "run"
     before = _earlier(dest)
-    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp"), "COLUMNS": "200"}
-    (tmp_path / "tmp").mkdir()
+    # the deploy's temp folder, checked empty afterwards; outside pytest's 0700 tree, so that if the signal lands only
+    # once the sshd twin starts (a loaded machine), the twin's account can still read its config there
+    tmp = Path(tempfile.mkdtemp(prefix="edgefold-test-tmp-"))
+    tmp.chmod(0o755)
+    request.addfinalizer(lambda: shutil.rmtree(tmp, ignore_errors=True))
+    env = {**os.environ, "TMPDIR": str(tmp), "COLUMNS": "200"}
     p = subprocess.Popen([sys.executable, "-m", "edgefold", "deploy", "--target", "jetson-local", "--model", "dscnn",
                           "--weights", str(trained("dscnn")), "--method", "mag1", "--ratio", "0.25", "--repair",
                           "none", "--out", str(dest)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                          env=env)
+    accounts = _twin_accounts()
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and p.poll() is None:
-        if any((s / "compress" / "compress.json").is_file() for s in _siblings(dest)):
+        if when == "compress" and any((s / "compress" / "compress.json").is_file() for s in _siblings(dest)):
+            break
+        if when == "twin" and any(tmp.glob("edgefold-sshd-*/sshd_config")):
             break
         time.sleep(0.05)
     assert p.poll() is None, "deploy ended before it could be interrupted"
@@ -207,4 +218,11 @@ def test_ctrl_c_during_deploy_leaves_the_earlier_run(trained, tmp_path, sig, rc,
     _, err = p.communicate(timeout=120)
     assert p.returncode == rc and said in err and "Traceback" not in err, err
     assert snapshot(tmp_path) == before and _siblings(dest) == []
-    assert list((tmp_path / "tmp").iterdir()) == []
+    assert list(tmp.iterdir()) == []
+    assert _twin_accounts() == accounts
+
+
+def _twin_accounts() -> set[str]:
+    import pwd
+
+    return {a.pw_name for a in pwd.getpwall() if a.pw_name.startswith("edgefold-twin")}
