@@ -46,6 +46,18 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def _signal_cause(e: BaseException) -> type[BaseException] | None:
+    """KeyboardInterrupt or Terminated when one is in e's chain of causes, else None."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, (KeyboardInterrupt, Terminated)):
+            return type(cur) if isinstance(cur, Terminated) else KeyboardInterrupt
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
@@ -68,6 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         print(f"edgefold {args.command}: terminated", file=sys.stderr)
         return 143
+    except Exception as e:
+        # a signal that lands while Python runs a hook which wraps exceptions (a class body's __set_name__ during
+        # an import raises RuntimeError from it) is still the user's interrupt, not a crash
+        signalled = _signal_cause(e)
+        if signalled is None:
+            raise
+        said, code = ("terminated", 143) if signalled is Terminated else ("interrupted", 130)
+        print(f"edgefold {args.command}: {said}", file=sys.stderr)
+        return code
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

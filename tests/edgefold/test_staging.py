@@ -204,8 +204,7 @@ def test_ctrl_c_during_deploy_leaves_the_earlier_run(trained, tmp_path, request,
     p = subprocess.Popen([sys.executable, "-m", "edgefold", "deploy", "--target", "jetson-local", "--model", "dscnn",
                           "--weights", str(trained("dscnn")), "--method", "mag1", "--ratio", "0.25", "--repair",
                           "none", "--out", str(dest)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                         env=env)
-    accounts = _twin_accounts()
+                         env=env, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and p.poll() is None:
         if when == "compress" and any((s / "compress" / "compress.json").is_file() for s in _siblings(dest)):
@@ -219,10 +218,43 @@ def test_ctrl_c_during_deploy_leaves_the_earlier_run(trained, tmp_path, request,
     assert p.returncode == rc and said in err and "Traceback" not in err, err
     assert snapshot(tmp_path) == before and _siblings(dest) == []
     assert list(tmp.iterdir()) == []
-    assert _twin_accounts() == accounts
+    assert _twin_accounts(p.pid) == set()  # the deploy's own (other workers' twins may be up at the same time)
 
 
-def _twin_accounts() -> set[str]:
+def _default_sigint() -> None:
+    """A shell's foreground command starts with SIGINT at its default; pytest-xdist's workers ignore SIGINT, and an
+    ignored signal stays ignored across exec (Python then installs no KeyboardInterrupt handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _twin_accounts(pid: int) -> set[str]:
     import pwd
 
-    return {a.pw_name for a in pwd.getpwall() if a.pw_name.startswith("edgefold-twin")}
+    return {a.pw_name for a in pwd.getpwall() if a.pw_name.startswith(f"edgefold-twin-{pid}-")}
+
+
+def test_a_signal_wrapped_by_python_is_still_an_interrupt(monkeypatch, capsys):
+    """A signal that lands in a class body's __set_name__ (during an import) reaches the CLI as RuntimeError
+    raised from the Terminated / KeyboardInterrupt: it is reported as the interrupt, with its exit status."""
+    from edgefold import cli
+
+    for exc, rc, said in ((cli.Terminated, 143, "terminated"), (KeyboardInterrupt, 130, "interrupted")):
+        def hook(args, exc=exc):
+            class Field:
+                def __set_name__(self, owner, name):
+                    raise exc()
+
+            type("Report", (), {"artifacts": Field()})
+
+        monkeypatch.setattr(cli, "build_parser", lambda hook=hook: _parser_running(hook))
+        assert cli.main(["x"]) == rc
+        assert f"edgefold x: {said}" in capsys.readouterr().err
+
+
+def _parser_running(fn):
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("command")
+    p.set_defaults(func=fn)
+    return p
