@@ -94,7 +94,10 @@ def _run(watch: Watch, *args: object) -> subprocess.CompletedProcess:
 def _interrupt_when(watch: Watch, args: list[object], marker: str) -> tuple[int, str, list[str]]:
     """Start the CLI, wait until a process of this run whose command line holds `marker` exists, SIGINT the CLI;
     return (exit code, stderr, what was running at the interrupt)."""
-    proc = subprocess.Popen(_cli(*args), env=watch.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default, as for a shell's foreground command: a runner that started pytest with SIGINT ignored
+    # (a background job, an xdist worker) would pass that on, and the CLI would never see the Ctrl-C
+    proc = subprocess.Popen(_cli(*args), env=watch.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 600
         running: list[str] = []
