@@ -17,7 +17,6 @@ Every stage that fails prints 'n/a' with its one-line reason; the other columns 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +26,8 @@ import torch
 from edgefold.compiler import data, zoo, zoo_edge
 from edgefold.compiler.train import TrainConfig, train
 from rich.console import Console
-from rich.table import Table
+
+import results_table
 
 console = Console()
 COLUMNS = ["model", "input", "train acc %", "fold s", "fold params", "fold MACs", "mag1 s", "mag1 params",
@@ -174,19 +174,10 @@ def main() -> int:
     for name in names:
         rows.append(row(name, cfg, not args.no_twin))
         console.print(" | ".join(rows[-1]))
-    table = Table(title=f"edge test zoo ({cfg.epochs} epochs on digits, weight decay {cfg.weight_decay}"
-                        f"{', shifts' if cfg.augment else ''})")
-    for c in COLUMNS:
-        table.add_column(c)
-    for r in rows:
-        table.add_row(*r)
-    console.print(table)
+    results_table.show(console, f"edge test zoo ({cfg.epochs} epochs on digits, weight decay {cfg.weight_decay}"
+                        f"{', shifts' if cfg.augment else ''})", COLUMNS, rows)
     if args.append:
-        md = ["", f"`{' '.join(['.venv/bin/python', 'benchmarks/edge_zoo.py', *sys.argv[1:]])}`", "",
-              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        md += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows]
-        with open(Path(__file__).parent / "RESULTS.md", "a") as f:
-            f.write("\n".join(md) + "\n")
+        results_table.append("edge_zoo.py", COLUMNS, rows)
     return 0
 
 

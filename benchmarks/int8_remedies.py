@@ -17,9 +17,7 @@ decay 0.05, random shifts of up to 2 pixels), the same trained float model is ex
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 from edgefold.compiler import data, zoo
@@ -27,8 +25,8 @@ from edgefold.compiler.check.fidelity import compare, held_out, tflite_outputs, 
 from edgefold.compiler.export.tflite import convert_int8
 from edgefold.compiler.train import TrainConfig, train
 from rich.console import Console
-from rich.table import Table
 
+import results_table
 from int8_rounding import round_weights
 
 console = Console(highlight=False)
@@ -78,18 +76,9 @@ def main() -> int:
         return 2
     torch.set_num_threads(2)
     rows = [r for name in names for recipe in recipes for r in rows_for(name, recipe)]
-    table = Table(title="int8 agreement by remedy (LiteRT, 360 held-out digits)")
-    for c in COLUMNS:
-        table.add_column(c)
-    for r in rows:
-        table.add_row(*r)
-    console.print(table)
+    results_table.show(console, "int8 agreement by remedy (LiteRT, 360 held-out digits)", COLUMNS, rows)
     if args.append:
-        md = ["", f"`{' '.join(['.venv/bin/python', 'benchmarks/int8_remedies.py', *sys.argv[1:]])}`", "",
-              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        md += ["| " + " | ".join(r) + " |" for r in rows]
-        with open(Path(__file__).parent / "RESULTS.md", "a") as f:
-            f.write("\n".join(md) + "\n")
+        results_table.append("int8_remedies.py", COLUMNS, rows)
     return 0
 
 
